@@ -1,0 +1,285 @@
+"""HTTP access to one KvDB bucket: transactions, reads, listing; retries and error mapping.
+
+Every request this client sends is idempotent (transactions of `set`/`delete` on explicit keys,
+reads, listings; it never increments), so every one of them may be retried safely: a request
+whose connection dropped after KvDB committed it writes the same keys again.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional
+from urllib.parse import quote
+
+import orjson
+import requests
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+from requests.adapters import HTTPAdapter
+
+logger = logging.getLogger("airbyte")
+
+MAX_OPS_PER_TXN = 10_000
+LIST_PAGE_SIZE = 10_000
+TXN_OPEN = b'{"txn":['
+TXN_CLOSE = b"]}"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often to retry; tests shrink these to stay fast."""
+
+    max_retry_seconds: float = 300.0
+    max_rate_limit_wait_seconds: float = 3600.0
+    backoff_base_seconds: float = 0.5
+    backoff_cap_seconds: float = 30.0
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 60.0
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with equal jitter, so concurrent requests do not retry in step."""
+        ceiling = min(self.backoff_cap_seconds, self.backoff_base_seconds * 2**attempt)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """Adds the secret as a Bearer header; its repr never shows the secret."""
+
+    def __init__(self, secret: str):
+        self._secret = secret
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._secret}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(****)"
+
+
+def _transient(message: str) -> AirbyteTracedException:
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
+
+
+def _short_reason(error: Exception) -> str:
+    """The last, most specific line of a requests/urllib3 error, without its long nesting."""
+    text = str(error).split(": ")[-1].strip(" ')\"")
+    return (text or type(error).__name__)[:200]
+
+
+class KvdbSession(requests.Session):
+    """One pooled session per bucket; owns timeouts and the retry policy for every request."""
+
+    RETRYABLE_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+    def __init__(self, secret_key: str, policy: RetryPolicy, pool_size: int):
+        super().__init__()
+        self.auth = _BearerAuth(secret_key)
+        self.headers["Accept"] = "application/json"
+        self.policy = policy
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def request(self, method, url, **kwargs) -> requests.Response:  # type: ignore[override]
+        """Send, retrying 429, 5xx, timeouts and dropped connections within the policy's limits."""
+        policy = self.policy
+        kwargs.setdefault("timeout", (policy.connect_timeout_seconds, policy.read_timeout_seconds))
+        retry_deadline = time.monotonic() + policy.max_retry_seconds
+        rate_limit_waited = 0.0
+        attempt = 0
+        while True:
+            try:
+                response = super().request(method, url, **kwargs)
+            except self.RETRYABLE_ERRORS as error:
+                problem = f"could not reach KvDB at {_origin(url)} ({_short_reason(error)})"
+                delay = policy.backoff(attempt)
+            else:
+                if response.status_code == 429:
+                    delay = _rate_limit_delay(response, policy.backoff(attempt))
+                    if rate_limit_waited + delay > policy.max_rate_limit_wait_seconds:
+                        raise _transient(
+                            f"KvDB's request quota is used up and does not reset within "
+                            f"{policy.max_rate_limit_wait_seconds:.0f} s (max_rate_limit_wait_seconds)"
+                        )
+                    if delay >= 5:
+                        logger.warning(f"KvDB rate limit reached, waiting {delay:.0f} s")
+                    rate_limit_waited += delay
+                    retry_deadline += delay
+                    time.sleep(delay)
+                    attempt += 1
+                    continue
+                if response.status_code < 500:
+                    return response
+                problem = f"KvDB answered {response.status_code} {_server_message(response)}".rstrip()
+                delay = max(policy.backoff(attempt), _retry_after(response) or 0.0)
+            if time.monotonic() + delay > retry_deadline:
+                raise _transient(f"{problem}; gave up after retrying for {policy.max_retry_seconds:.0f} s")
+            logger.info(f"{problem}; retrying in {delay:.1f} s")
+            time.sleep(delay)
+            attempt += 1
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def _retry_after(response: requests.Response) -> Optional[float]:
+    try:
+        return max(0.0, float(response.headers["Retry-After"]))
+    except (KeyError, ValueError):
+        return None
+
+
+def _rate_limit_delay(response: requests.Response, fallback: float) -> float:
+    """Retry-After if given; else the quota window's reset time when the quota is used up."""
+    retry_after = _retry_after(response)
+    if retry_after is not None:
+        return retry_after
+    headers = response.headers
+    try:
+        if int(headers["X-Ratelimit-Remaining"]) <= 0:
+            return max(0.0, float(headers["X-Ratelimit-Reset"]) - time.time()) + 1.0
+    except (KeyError, ValueError):
+        pass
+    return fallback
+
+
+def _server_message(response: requests.Response) -> str:
+    text = response.text.strip().splitlines()
+    return f"({text[0][:200]})" if text else ""
+
+
+class TxnPacker:
+    """Packs encoded ops into transaction bodies bounded by bytes and op count.
+
+    `conflict_key`s travel with each body, so the sender can keep two requests that touch the
+    same key from being in flight together (their order would otherwise be up to the network).
+    """
+
+    def __init__(self, max_bytes: int, send: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
+        self.max_bytes = max_bytes
+        self.max_ops = max_ops
+        self._send = send
+        self._reset()
+
+    def _reset(self) -> None:
+        self._ops: list[bytes] = []
+        self._size = len(TXN_OPEN) + len(TXN_CLOSE)
+        self._conflict_keys: set[str] = set()
+
+    def add(self, op: bytes, conflict_key: Optional[str] = None) -> None:
+        if self._ops and (len(self._ops) >= self.max_ops or self._size + len(op) + 1 > self.max_bytes):
+            self.flush()
+        self._ops.append(op)
+        self._size += len(op) + 1
+        if conflict_key is not None:
+            self._conflict_keys.add(conflict_key)
+
+    def flush(self) -> None:
+        if self._ops:
+            body = TXN_OPEN + b",".join(self._ops) + TXN_CLOSE
+            conflict_keys = self._conflict_keys
+            self._reset()
+            self._send(body, conflict_keys)
+
+
+def set_op(key: str, value: object) -> bytes:
+    return orjson.dumps({"set": key, "value": value})
+
+
+def delete_op(key: str) -> bytes:
+    return orjson.dumps({"delete": key})
+
+
+class KvdbClient:
+    """One KvDB bucket over HTTP. Raises AirbyteTracedException with the right failure type."""
+
+    def __init__(
+        self,
+        base_url: str,
+        bucket_id: str,
+        secret_key: str,
+        *,
+        max_request_bytes: int = 1_048_576,
+        pool_size: int = 4,
+        policy: RetryPolicy = RetryPolicy(),
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.bucket_id = bucket_id
+        self.max_request_bytes = max_request_bytes
+        self.session = KvdbSession(secret_key, policy, pool_size)
+        self._bucket_url = f"{self.base_url}/{quote(bucket_id, safe='')}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _check(self, response: requests.Response, action: str) -> requests.Response:
+        status = response.status_code
+        if status < 400:
+            return response
+        if status in (401, 403):
+            raise AirbyteTracedException(
+                message=f"KvDB refused to {action} ({status}): the secret key is wrong or lacks permission for this bucket",
+                failure_type=FailureType.config_error,
+            )
+        if status == 404:
+            raise AirbyteTracedException(
+                message=f"KvDB bucket not found: '{self.bucket_id}' does not exist at {self.base_url}",
+                failure_type=FailureType.config_error,
+            )
+        message = f"KvDB rejected the request to {action} ({status} {_server_message(response)})".replace(" )", ")")
+        raise AirbyteTracedException(message=message, failure_type=FailureType.system_error)
+
+    def send_txn(self, body: bytes) -> None:
+        """Send one prepared transaction body; it is applied atomically or not at all."""
+        response = self.session.post(
+            self._bucket_url, data=body, headers={"Content-Type": "application/json"}
+        )
+        self._check(response, "apply a transaction")
+
+    def transact(self, ops: Iterable[bytes]) -> None:
+        """Apply encoded ops in order, one request after another, as few as the limits allow."""
+        packer = TxnPacker(self.max_request_bytes, lambda body, _conflict_keys: self.send_txn(body))
+        for op in ops:
+            packer.add(op)
+        packer.flush()
+
+    def get(self, key: str) -> Optional[bytes]:
+        response = self.session.get(f"{self._bucket_url}/{quote(key, safe='')}")
+        if response.status_code == 404:
+            return None
+        return self._check(response, "read a key").content
+
+    def _list_page(self, prefix: str, skip: int, limit: int) -> list[str]:
+        params = {"prefix": prefix, "skip": skip, "limit": limit, "format": "json", "values": "false"}
+        response = self._check(self.session.get(self._bucket_url + "/", params=params), "list keys")
+        return orjson.loads(response.content)
+
+    def list_keys(self, prefix: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[str]:
+        """Every key under prefix, ascending, each once, even if keys are deleted while paging.
+
+        KvDB pages by offset only, so deleting already-seen keys shifts later keys below the next
+        offset. Each page therefore overlaps the previous one by one key; if that key is not
+        where it was, the listing steps back until it finds the place it left off.
+        """
+        last_seen: Optional[str] = None
+        skip = 0
+        while True:
+            page = self._list_page(prefix, skip, page_size)
+            if last_seen is not None and skip > 0 and (not page or page[0] > last_seen):
+                skip = max(0, skip - page_size)
+                continue
+            for key in page:
+                if last_seen is None or key > last_seen:
+                    yield key
+            if len(page) < page_size:
+                return
+            last_seen = page[-1] if last_seen is None else max(last_seen, page[-1])
+            skip += len(page) - 1
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        self.transact(delete_op(key) for key in keys)

@@ -1,0 +1,148 @@
+"""The key layout: pure functions that turn streams and records into KvDB keys.
+
+Layout (documented in README and docs/integrations/destinations/kvdb.md):
+
+    stream prefix   <name>__ab__                  stream without a namespace (0.1.x compatible)
+                    <namespace>__ns__<name>__ab__ namespaced stream
+    append/overwrite <prefix><13-digit epoch ms>.<tag>.<8 hex digits counter>
+    append_dedup     <prefix>k.<pk value>[.<pk value>...]
+    truncate marker  <prefix without "__ab__">__abg__<generation>.<hash of the live key>
+
+A name part is used verbatim when it is "plain" (ASCII letters, digits, '.', '-', '_', without a
+double underscore or a trailing underscore); otherwise it is written as '~' plus percent-encoding.
+Plain parts never contain "__", so no stream's prefix can be the start of another stream's key.
+Keys never exceed KvDB's 128 bytes: over-long parts keep a readable start and gain a hash.
+Keys are printable ASCII without quotes or backslashes, so they go into JSON as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Optional
+from urllib.parse import quote
+
+import orjson
+
+MAX_KEY_BYTES = 128
+MAX_NAME_PART_BYTES = 36
+STREAM_SEPARATOR = "__ab__"
+NAMESPACE_SEPARATOR = "__ns__"
+MARKER_SEPARATOR = "__abg__"
+DEDUP_MARK = "k."
+HASH_CHARS = 12
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_APPEND_SUFFIX = re.compile(r"\d{13}\.([gr][0-9a-z]+)\.[0-9a-f]{8}")
+_SAFE_PK_CHARS = "-_~!$'()*+,;=@:/"  # quote() also keeps "." which _pk_text escapes itself
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_CHARS]
+
+
+def _truncate_utf8(text: str, max_bytes: int) -> str:
+    return text.encode("utf-8")[:max_bytes].decode("utf-8", errors="ignore")
+
+
+def _is_plain(name: str) -> bool:
+    return bool(_PLAIN_NAME.fullmatch(name)) and "__" not in name and not name.endswith("_")
+
+
+def encode_name_part(name: str) -> str:
+    """Encode a stream or namespace name so it cannot contain "__" and stays short."""
+    encoded = name if _is_plain(name) else "~" + quote(name, safe=".-").replace("_", "%5F")
+    if len(encoded.encode("utf-8")) <= MAX_NAME_PART_BYTES:
+        return encoded
+    keep = MAX_NAME_PART_BYTES - HASH_CHARS - 1
+    start = _truncate_utf8(encoded, keep).rstrip("_")
+    return f"{start}~{_digest(name)}"
+
+
+def stream_prefix(name: str, namespace: Optional[str] = None) -> str:
+    """Every key of the stream starts with this; an empty namespace counts as none."""
+    stem = encode_name_part(name)
+    if namespace:
+        stem = encode_name_part(namespace) + NAMESPACE_SEPARATOR + stem
+    return stem + STREAM_SEPARATOR
+
+
+def markers_prefix(prefix: str) -> str:
+    """Where the truncate-refresh markers of a dedup stream live, outside every stream's prefix."""
+    return prefix[: -len(STREAM_SEPARATOR)] + MARKER_SEPARATOR
+
+
+def marker_digest(live_key: str) -> str:
+    return _digest(live_key)
+
+
+def marker_key(prefix: str, generation: int, live_key: str) -> str:
+    """A marker says "generation N wrote live_key"; the live key itself is the marker's value."""
+    return f"{markers_prefix(prefix)}{generation}.{marker_digest(live_key)}"
+
+
+def parse_marker(prefix: str, key: str) -> Optional[tuple[int, str]]:
+    """(generation, digest of the live key) of a marker key, or None for anything else."""
+    generation, _, digest = key[len(markers_prefix(prefix)) :].partition(".")
+    return (int(generation), digest) if generation.isdigit() and digest else None
+
+
+def generation_tag(generation_id: int) -> str:
+    return f"g{generation_id}"
+
+
+def run_tag(run_id: int) -> str:
+    """Tag of an overwrite run: unique per sync, shared by its attempts when sync_id is given."""
+    return "r" + _base36(run_id)
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    text = ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if number == 0:
+            return text
+
+
+def append_key(prefix: str, epoch_ms: int, tag: str, counter: int) -> str:
+    """Keys sort by arrival time, then by the writer's counter; the tag tells which sync wrote it."""
+    return f"{prefix}{epoch_ms:013d}.{tag}.{counter:08x}"
+
+
+def append_key_tag(prefix: str, key: str) -> Optional[str]:
+    """The tag of a key written by append_key, or None for any other key (e.g. a 0.1.x key)."""
+    match = _APPEND_SUFFIX.fullmatch(key, len(prefix))
+    return match.group(1) if match else None
+
+
+class MissingPrimaryKey(ValueError):
+    """A dedup record lacks a primary-key field or has it null."""
+
+
+def primary_key_values(data: dict, primary_key: list[list[str]]) -> list[Any]:
+    values = []
+    for path in primary_key:
+        value: Any = data
+        for field in path:
+            if not isinstance(value, dict) or value.get(field) is None:
+                raise MissingPrimaryKey(".".join(path))
+            value = value[field]
+        values.append(value)
+    return values
+
+
+def _pk_text(value: Any) -> str:
+    """Strings as they are, anything else as JSON: the id 1 and the id "1" share a key."""
+    text = value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return quote(text, safe=_SAFE_PK_CHARS).replace(".", "%2E")
+
+
+def dedup_key(prefix: str, pk_values: list[Any]) -> str:
+    """The same primary key gives the same key in every sync; composite keys join with '.'."""
+    key = prefix + DEDUP_MARK + ".".join(_pk_text(value) for value in pk_values)
+    if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
+        return key
+    keep = MAX_KEY_BYTES - HASH_CHARS - 1
+    return f"{_truncate_utf8(key, keep)}~{_digest(key)}"

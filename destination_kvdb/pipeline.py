@@ -1,0 +1,86 @@
+"""Requests in flight, and the rule that a state is released only after everything before it is stored.
+
+Transaction requests run concurrently on a small thread pool (pooled connections). Each state
+waits for the requests submitted before it; when the last of them succeeds, the worker that
+finished it releases the state at once, in arrival order, so states reach the platform while
+the sync runs. After any failed request no later state is ever released.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Callable, Optional
+
+
+class AckPipeline:
+    def __init__(self, send: Callable[[bytes], None], release: Callable[[bytes], None], max_in_flight: int):
+        self._send = send
+        self._release = release
+        self._max_in_flight = max_in_flight
+        self._executor = ThreadPoolExecutor(max_in_flight, thread_name_prefix="kvdb-txn")
+        self._in_flight: dict[int, tuple[Future, set[str]]] = {}
+        self._lock = threading.Lock()
+        self._submitted = 0
+        self._acked_through = 0  # every request numbered up to this one succeeded
+        self._acked_later: set[int] = set()
+        self._waiting_states: deque[tuple[int, bytes]] = deque()
+        self._failure: Optional[BaseException] = None
+
+    def submit(self, body: bytes, conflict_keys: set[str]) -> None:
+        """Send a transaction body; blocks while the pool is full or a request touching the same keys runs."""
+        self._raise_if_failed()
+        self._forget_finished()
+        clashing = [future for future, keys in self._in_flight.values() if conflict_keys and not keys.isdisjoint(conflict_keys)]
+        if clashing:
+            wait(clashing)
+        while len(self._in_flight) >= self._max_in_flight:
+            wait([future for future, _ in self._in_flight.values()], return_when=FIRST_COMPLETED)
+            self._forget_finished()
+        self._raise_if_failed()
+        self._submitted += 1
+        number = self._submitted
+        self._in_flight[number] = (self._executor.submit(self._send_and_ack, number, body), conflict_keys)
+
+    def add_state(self, state_line: bytes) -> None:
+        """Release the state once every request submitted so far has succeeded."""
+        with self._lock:
+            self._waiting_states.append((self._submitted, state_line))
+            self._release_ready_states()
+
+    def drain(self) -> None:
+        """Wait for every request in flight; raise the first failure if there was one."""
+        wait([future for future, _ in self._in_flight.values()])
+        self._in_flight.clear()
+        self._raise_if_failed()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    def _send_and_ack(self, number: int, body: bytes) -> None:
+        try:
+            self._send(body)
+        except BaseException as error:
+            with self._lock:
+                self._failure = self._failure or error
+            raise
+        with self._lock:
+            self._acked_later.add(number)
+            while self._acked_through + 1 in self._acked_later:
+                self._acked_through += 1
+                self._acked_later.remove(self._acked_through)
+            self._release_ready_states()
+
+    def _release_ready_states(self) -> None:
+        """Called with the lock held, which keeps released states in arrival order."""
+        while self._waiting_states and self._failure is None and self._waiting_states[0][0] <= self._acked_through:
+            self._release(self._waiting_states.popleft()[1])
+
+    def _forget_finished(self) -> None:
+        for number in [number for number, (future, _) in self._in_flight.items() if future.done()]:
+            del self._in_flight[number]
+
+    def _raise_if_failed(self) -> None:
+        if self._failure is not None:
+            raise self._failure

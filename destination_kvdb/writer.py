@@ -1,0 +1,285 @@
+"""Turns the stream of Airbyte messages into KvDB transactions, states and sync-mode endings.
+
+Lines are parsed straight from bytes with orjson (the CDK's models cost several times more and
+drop fields such as the platform's state `id`). Records become encoded transaction ops in one
+byte-bounded batch shared by all streams; a full batch, a state, a stream's completion and the
+end of input send it. States are echoed byte-for-byte as received, plus `destinationStats`,
+once every request before them succeeded (see pipeline.py).
+
+Overwrite and truncate refresh never delete first: new records get new keys tagged with the
+sync (or generation), and only when the stream is COMPLETE are the keys of earlier syncs removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Iterable, Optional
+
+import orjson
+from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb import keys
+from destination_kvdb.client import KvdbClient, TxnPacker, delete_op, set_op
+from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.progress import Progress
+from destination_kvdb.spill import SpilledKeys
+
+logger = logging.getLogger("airbyte")
+
+MAX_VALUE_BYTES = 16_384
+DELETE_CHUNK = 5_000
+PROGRESS_CHECK_EVERY = 1_024
+CDC_DELETED_AT = "_ab_cdc_deleted_at"
+
+
+class RejectedRecord(Exception):
+    """A record KvDB cannot take; the writer adds the line number."""
+
+    def __init__(self, message: str, failure_type: FailureType):
+        super().__init__(message)
+        self.failure_type = failure_type
+
+
+def _error(message: str, failure_type: FailureType = FailureType.system_error) -> AirbyteTracedException:
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=failure_type)
+
+
+class StreamSink:
+    """One catalog stream: how its records become ops, and how its sync mode ends."""
+
+    def __init__(self, configured: ConfiguredAirbyteStream, run_id: int, progress: Progress):
+        stream = configured.stream
+        self.namespace = stream.namespace or None
+        self.label = f"{self.namespace}.{stream.name}" if self.namespace else stream.name
+        self.prefix = keys.stream_prefix(stream.name, self.namespace)
+        mode = configured.destination_sync_mode
+        self.dedup = mode == DestinationSyncMode.append_dedup
+        self.primary_key = configured.primary_key or []
+        if self.dedup and not self.primary_key:
+            raise _error(f"stream '{self.label}' uses append_dedup but has no primary key", FailureType.config_error)
+        self.generation = configured.generation_id or 0
+        self.minimum_generation = configured.minimum_generation_id or 0
+        self.overwrite = mode == DestinationSyncMode.overwrite
+        if self.overwrite:
+            self.tag = keys.run_tag(configured.sync_id or run_id)
+        else:
+            self.tag = keys.generation_tag(self.generation)
+        self.truncates = self.overwrite or self.minimum_generation > 0
+        self.counters = progress.counters(self.label)
+        self.records_since_state = 0
+        self.completed = False
+        self.finalized = False
+        self._counter = 0
+        self._last_ms = 0
+
+    def write(self, data: dict, batch: TxnPacker) -> None:
+        """The hot path: one record into one op (two for a dedup stream being truncated)."""
+        value = orjson.dumps(data)
+        if len(value) > MAX_VALUE_BYTES:
+            raise RejectedRecord(
+                f"a record of stream '{self.label}' is {len(value)} bytes as JSON, over KvDB's limit of "
+                f"{MAX_VALUE_BYTES} bytes per value",
+                FailureType.config_error,
+            )
+        if self.dedup:
+            self._write_dedup(data, value, batch)
+        else:
+            now_ms = time.time_ns() // 1_000_000
+            self._last_ms = now_ms = max(now_ms, self._last_ms)
+            self._counter += 1
+            key = keys.append_key(self.prefix, now_ms, self.tag, self._counter)
+            batch.add(b'{"set":"' + key.encode() + b'","value":' + value + b"}")
+        self.records_since_state += 1
+        self.counters.records += 1
+        self.counters.bytes += len(value)
+
+    def _write_dedup(self, data: dict, value: bytes, batch: TxnPacker) -> None:
+        try:
+            key = keys.dedup_key(self.prefix, keys.primary_key_values(data, self.primary_key))
+        except keys.MissingPrimaryKey as missing:
+            raise RejectedRecord(
+                f"a record of stream '{self.label}' has no value for its primary key field '{missing}'",
+                FailureType.config_error,
+            ) from None
+        if data.get(CDC_DELETED_AT) is not None:
+            batch.add(delete_op(key), key)
+            return
+        batch.add(b'{"set":"' + key.encode() + b'","value":' + value + b"}", key)
+        if self.truncates:
+            batch.add(set_op(keys.marker_key(self.prefix, self.generation, key), key))
+
+    def take_records_since_state(self) -> int:
+        count, self.records_since_state = self.records_since_state, 0
+        return count
+
+    def remove_earlier_data(self, client: KvdbClient) -> None:
+        """Delete what earlier syncs left; run only once every record of this sync is stored."""
+        with SpilledKeys() as doomed:
+            if self.dedup:
+                with SpilledKeys() as kept:
+                    kept.add_all(self._kept_marker_digests(client))
+                    doomed.add_all(key for key in client.list_keys(self.prefix) if keys.marker_digest(key) not in kept)
+            else:
+                doomed.add_all(key for key in client.list_keys(self.prefix) if not self._keeps(key))
+            removed = len(doomed)
+            for chunk in doomed.chunks(DELETE_CHUNK):
+                client.delete_keys(chunk)
+        if self.dedup:
+            # Markers go last: if this is interrupted, the next attempt still knows what to keep.
+            with SpilledKeys() as markers:
+                markers.add_all(client.list_keys(keys.markers_prefix(self.prefix)))
+                for chunk in markers.chunks(DELETE_CHUNK):
+                    client.delete_keys(chunk)
+        self.finalized = True
+        logger.info(f"stream '{self.label}': removed {removed} keys left by earlier syncs")
+
+    def _keeps(self, key: str) -> bool:
+        """Overwrite keeps this sync's keys; truncate refresh keeps generations >= the minimum."""
+        tag = keys.append_key_tag(self.prefix, key)
+        if tag is None:
+            return False
+        if self.overwrite:
+            return tag == self.tag
+        return tag.startswith("g") and int(tag[1:]) >= self.minimum_generation
+
+    def _kept_marker_digests(self, client: KvdbClient) -> Iterable[str]:
+        for marker in client.list_keys(keys.markers_prefix(self.prefix)):
+            parsed = keys.parse_marker(self.prefix, marker)
+            if parsed and parsed[0] >= self.minimum_generation:
+                yield parsed[1]
+
+
+class KvdbWriter:
+    """Routes each input line to its stream's sink and keeps the state/ack bookkeeping."""
+
+    def __init__(
+        self,
+        catalog: ConfiguredAirbyteCatalog,
+        client: KvdbClient,
+        emit: Callable[[bytes], None],
+        max_in_flight: int,
+        progress: Optional[Progress] = None,
+    ):
+        self.client = client
+        self.progress = progress or Progress()
+        run_id = time.time_ns() // 1_000_000
+        self.sinks: dict[tuple[Optional[str], str], StreamSink] = {}
+        for configured in catalog.streams:
+            sink = StreamSink(configured, run_id, self.progress)
+            self.sinks[(sink.namespace, configured.stream.name)] = sink
+        self.pipeline = AckPipeline(client.send_txn, emit, max_in_flight)
+        self.batch = TxnPacker(client.max_request_bytes, self.pipeline.submit)
+        self.records_since_global_state = 0
+        self.statuses_seen = False
+
+    def write_lines(self, lines: Iterable[bytes]) -> None:
+        """Process every input line, then end the sync; on any error store and ack what came before."""
+        try:
+            for number, line in enumerate(lines, 1):
+                self._process(number, line)
+            self._commit_all()
+            self._end_of_input()
+        except AirbyteTracedException:
+            self._commit_all()
+            raise
+        finally:
+            self.pipeline.close()
+        self.progress.report("sync finished")
+
+    def _process(self, number: int, line: bytes) -> None:
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            if not line.strip():
+                return
+            raise _error(f"input line {number} is not valid JSON (or not UTF-8)") from None
+        if type(message) is not dict:
+            raise _error(f"input line {number} is not an Airbyte message (not a JSON object)")
+        kind = message.get("type")
+        if kind == "RECORD":
+            self._record(number, message)
+        elif kind == "STATE":
+            self._state(number, message)
+        elif kind == "TRACE":
+            self._trace(number, message)
+        elif type(kind) is not str:
+            raise _error(f"input line {number} is not an Airbyte message (no message type)")
+
+    def _record(self, number: int, message: dict) -> None:
+        record = message.get("record")
+        if type(record) is not dict or type(record.get("stream")) is not str or type(record.get("data")) is not dict:
+            raise _error(f"input line {number} is a RECORD message without a stream name or a data object")
+        sink = self.sinks.get((record.get("namespace") or None, record["stream"]))
+        if sink is None:
+            raise _error(
+                f"input line {number} is a record of stream '{_label(record)}', which is not in the configured catalog",
+                FailureType.config_error,
+            )
+        try:
+            sink.write(record["data"], self.batch)
+        except RejectedRecord as rejected:
+            raise _error(f"input line {number}: {rejected}", rejected.failure_type) from None
+        self.records_since_global_state += 1
+        if self.records_since_global_state % PROGRESS_CHECK_EVERY == 0:
+            self.progress.maybe_report()
+
+    def _state(self, number: int, message: dict) -> None:
+        state = message.get("state")
+        if type(state) is not dict:
+            raise _error(f"input line {number} is a STATE message without a state object")
+        if state.get("type") == "STREAM":
+            descriptor = (state.get("stream") or {}).get("stream_descriptor") or {}
+            if type(descriptor.get("name")) is not str:
+                raise _error(f"input line {number} is a STREAM state without a stream name")
+            sink = self.sinks.get((descriptor.get("namespace") or None, descriptor["name"]))
+            count = sink.take_records_since_state() if sink else 0
+        else:
+            count, self.records_since_global_state = self.records_since_global_state, 0
+        stats = state.get("destinationStats")
+        state["destinationStats"] = {**(stats if type(stats) is dict else {}), "recordCount": float(count)}
+        self.batch.flush()
+        self.pipeline.add_state(orjson.dumps(message))
+
+    def _trace(self, number: int, message: dict) -> None:
+        trace = message.get("trace")
+        if type(trace) is not dict:
+            raise _error(f"input line {number} is a TRACE message without a trace object")
+        if trace.get("type") != "STREAM_STATUS":
+            return
+        status = trace.get("stream_status") or {}
+        descriptor = status.get("stream_descriptor") or {}
+        sink = self.sinks.get((descriptor.get("namespace") or None, descriptor.get("name")))
+        self.statuses_seen = True
+        if sink is None or status.get("status") != "COMPLETE":
+            return
+        sink.completed = True
+        if sink.truncates and not sink.finalized:
+            self._commit_all()
+            sink.remove_earlier_data(self.client)
+
+    def _commit_all(self) -> None:
+        self.batch.flush()
+        self.pipeline.drain()
+
+    def _end_of_input(self) -> None:
+        """Without stream statuses a clean end of input completes every stream; with them, only COMPLETE does."""
+        if not self.statuses_seen:
+            for sink in self.sinks.values():
+                if sink.truncates:
+                    sink.remove_earlier_data(self.client)
+            return
+        incomplete = [sink.label for sink in self.sinks.values() if not sink.completed]
+        if incomplete:
+            kept = [sink.label for sink in self.sinks.values() if sink.truncates and not sink.finalized]
+            raise _error(
+                f"stream(s) {', '.join(incomplete[:5])} did not report COMPLETE; records received were stored and "
+                f"acknowledged" + (f", and the earlier data of {', '.join(kept[:5])} was kept" if kept else ""),
+                FailureType.transient_error,
+            )
+
+
+def _label(record: dict) -> str:
+    namespace = record.get("namespace")
+    return f"{namespace}.{record['stream']}" if namespace else record["stream"]

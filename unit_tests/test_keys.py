@@ -1,0 +1,117 @@
+"""The key layout: compatibility with 0.1.x, no collisions between streams, the 128-byte limit."""
+
+import itertools
+
+import pytest
+
+from destination_kvdb import keys
+
+AWKWARD_NAMES = ["users", "a", "a_", "_a", "a__ab", "a__ab_", "a__ab__x", "a__ns__b", "x__abg__1", "a b", "é", "a%5F", "~a", "", "a.b", "a-b"]
+
+
+def test_plain_stream_prefix_is_the_0_1_x_prefix():
+    assert keys.stream_prefix("users") == "users__ab__"
+    assert keys.stream_prefix("purchase_orders") == "purchase_orders__ab__"
+
+
+def test_empty_namespace_counts_as_none():
+    assert keys.stream_prefix("users", "") == keys.stream_prefix("users", None) == "users__ab__"
+    assert keys.stream_prefix("users", "public") == "public__ns__users__ab__"
+
+
+def _all_prefixes():
+    streams = [(None, name) for name in AWKWARD_NAMES]
+    streams += [(namespace, name) for namespace in ["public", "a", "a_", "a__ns"] for name in AWKWARD_NAMES[:8]]
+    return {stream: keys.stream_prefix(stream[1], stream[0]) for stream in streams}
+
+
+def test_no_stream_prefix_starts_another_streams_keys():
+    prefixes = _all_prefixes()
+    samples = {
+        stream: [
+            keys.append_key(prefix, 1700000000000, "g0", 1),
+            keys.dedup_key(prefix, ["ab__x"]),
+            keys.marker_key(prefix, 3, prefix + "k.1"),
+        ]
+        for stream, prefix in prefixes.items()
+    }
+    for (stream, prefix), (other, other_keys) in itertools.product(prefixes.items(), samples.items()):
+        if stream != other:
+            assert not any(key.startswith(prefix) for key in other_keys), (stream, other)
+
+
+def test_markers_are_outside_every_stream_prefix():
+    prefixes = _all_prefixes().values()
+    for prefix, other in itertools.product(prefixes, prefixes):
+        assert not keys.marker_key(other, 1, other + "k.1").startswith(prefix)
+
+
+def test_long_names_are_shortened_readably_and_distinctly():
+    first = keys.stream_prefix("a_very_long_stream_name_" * 10 + "one")
+    second = keys.stream_prefix("a_very_long_stream_name_" * 10 + "two")
+    assert first != second
+    assert first.startswith("a_very_long_stream_name")
+    assert len(first.encode()) <= 2 * keys.MAX_NAME_PART_BYTES
+
+
+@pytest.mark.parametrize("name", ["n" * 300, "é" * 200, "a__b" * 80])
+def test_keys_never_exceed_128_bytes(name):
+    prefix = keys.stream_prefix(name, name)
+    assert len(keys.append_key(prefix, 9999999999999, keys.generation_tag(2**62), 2**32 - 1).encode()) <= 128
+    assert len(keys.dedup_key(prefix, ["x" * 500, "y" * 500]).encode()) <= 128
+    assert len(keys.marker_key(prefix, 2**62, "z" * 128).encode()) <= 128
+
+
+def test_append_keys_sort_in_arrival_order_and_carry_their_tag():
+    prefix = keys.stream_prefix("orders")
+    written = [keys.append_key(prefix, ms, "g7", counter) for ms, counter in [(1700000000000, 1), (1700000000000, 2), (1700000000001, 3), (1700000000001, 16)]]
+    assert written == sorted(written)
+    assert written[0] == "orders__ab__1700000000000.g7.00000001"
+    assert [keys.append_key_tag(prefix, key) for key in written] == ["g7"] * 4
+
+
+def test_0_1_x_keys_have_no_tag():
+    assert keys.append_key_tag("users__ab__", "users__ab__1700000000000.123") is None
+    assert keys.append_key_tag("users__ab__", "users__ab__k.42") is None
+
+
+def test_dedup_keys_are_stable_and_distinguish_composite_parts():
+    prefix = keys.stream_prefix("users")
+    assert keys.dedup_key(prefix, [42]) == "users__ab__k.42"
+    assert keys.dedup_key(prefix, [42, "eu"]) == "users__ab__k.42.eu"
+    assert keys.dedup_key(prefix, ["a.b", "c"]) != keys.dedup_key(prefix, ["a", "b.c"])
+    assert keys.dedup_key(prefix, ["x" * 300]) == keys.dedup_key(prefix, ["x" * 300])
+    assert keys.dedup_key(prefix, ["x" * 300]) != keys.dedup_key(prefix, ["x" * 299 + "y"])
+
+
+def test_keys_are_json_safe_ascii():
+    prefix = keys.stream_prefix('we"ird\\name', "ns\n")
+    for key in [keys.append_key(prefix, 1, "g0", 1), keys.dedup_key(prefix, ['q"uote\\', {"b": 1, "a": 2}])]:
+        assert key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+
+
+@pytest.mark.parametrize(
+    "data, primary_key, expected",
+    [
+        ({"id": 1}, [["id"]], [1]),
+        ({"id": 1, "region": "eu"}, [["id"], ["region"]], [1, "eu"]),
+        ({"meta": {"id": "x"}}, [["meta", "id"]], ["x"]),
+        ({"id": 0}, [["id"]], [0]),
+    ],
+)
+def test_primary_key_values(data, primary_key, expected):
+    assert keys.primary_key_values(data, primary_key) == expected
+
+
+@pytest.mark.parametrize("data", [{}, {"id": None}, {"meta": "flat"}, {"meta": {}}])
+def test_missing_primary_key_is_named(data):
+    with pytest.raises(keys.MissingPrimaryKey) as missing:
+        keys.primary_key_values(data, [["meta", "id"]] if "meta" in data else [["id"]])
+    assert str(missing.value) in ("id", "meta.id")
+
+
+def test_marker_round_trip():
+    prefix = keys.stream_prefix("users")
+    marker = keys.marker_key(prefix, 12, "users__ab__k.42")
+    assert marker.startswith("users__abg__12.")
+    assert keys.parse_marker(prefix, marker) == (12, keys.marker_digest("users__ab__k.42"))
