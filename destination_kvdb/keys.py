@@ -92,7 +92,7 @@ def generation_tag(generation_id: int) -> str:
 
 
 def run_tag(run_id: int) -> str:
-    """Tag of an overwrite run: unique per sync, shared by its attempts when sync_id is given."""
+    """Tag of an overwrite run: unique to the process that writes it."""
     return "r" + _base36(run_id)
 
 

@@ -62,8 +62,8 @@ class StreamSink:
         self.generation = configured.generation_id or 0
         self.minimum_generation = configured.minimum_generation_id or 0
         self.overwrite = mode == DestinationSyncMode.overwrite
-        if self.overwrite:
-            self.tag = keys.run_tag(configured.sync_id or run_id)
+        if self.overwrite:  # Airbyte itself sends truncate refreshes (generations), which survive attempts
+            self.tag = keys.run_tag(run_id)
         else:
             self.tag = keys.generation_tag(self.generation)
         self.truncates = self.overwrite or self.minimum_generation > 0

@@ -1,0 +1,165 @@
+"""Runs the real connector (`python main.py ...`) as a subprocess and builds its protocol input.
+
+Integration tests use these so that every test goes through the same code path as Airbyte:
+stdin lines in, stdout protocol messages out, a real exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAIN = str(REPO_ROOT / "main.py")
+RUN_TIMEOUT_SECONDS = 300
+
+# Everything the connector printed during the current test; conftest scans it for the secret.
+captured_output: list[str] = []
+
+
+def record(stream: str, data: dict, namespace: Optional[str] = None, emitted_at: int = 1_700_000_000_000) -> dict:
+    message: dict[str, Any] = {"stream": stream, "data": data, "emitted_at": emitted_at}
+    if namespace is not None:
+        message["namespace"] = namespace
+    return {"type": "RECORD", "record": message}
+
+
+def stream_state(stream: str, cursor: Any, namespace: Optional[str] = None, **extra: Any) -> dict:
+    descriptor = {"name": stream, **({"namespace": namespace} if namespace is not None else {})}
+    state = {"type": "STREAM", "stream": {"stream_descriptor": descriptor, "stream_state": {"cursor": cursor}}, **extra}
+    return {"type": "STATE", "state": state}
+
+
+def global_state(cursor: Any, **extra: Any) -> dict:
+    return {"type": "STATE", "state": {"type": "GLOBAL", "global": {"shared_state": {"cursor": cursor}, "stream_states": []}, **extra}}
+
+
+def legacy_state(cursor: Any) -> dict:
+    return {"type": "STATE", "state": {"data": {"cursor": cursor}}}
+
+
+def stream_status(stream: str, status: str = "COMPLETE", namespace: Optional[str] = None) -> dict:
+    descriptor = {"name": stream, **({"namespace": namespace} if namespace is not None else {})}
+    return {
+        "type": "TRACE",
+        "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": {"stream_descriptor": descriptor, "status": status}},
+    }
+
+
+def configured_stream(
+    name: str,
+    mode: str = "append",
+    primary_key: Optional[list[list[str]]] = None,
+    namespace: Optional[str] = None,
+    generation_id: Optional[int] = None,
+    minimum_generation_id: Optional[int] = None,
+    sync_id: Optional[int] = None,
+) -> dict:
+    stream: dict[str, Any] = {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]}
+    if namespace is not None:
+        stream["namespace"] = namespace
+    configured: dict[str, Any] = {
+        "stream": stream,
+        "sync_mode": "incremental" if mode != "overwrite" else "full_refresh",
+        "destination_sync_mode": mode,
+        "generation_id": generation_id,
+        "minimum_generation_id": minimum_generation_id,
+        "sync_id": sync_id,
+    }
+    if primary_key is not None:
+        configured["primary_key"] = primary_key
+    return configured
+
+
+def catalog(*streams: dict) -> dict:
+    return {"streams": list(streams)}
+
+
+def config_for(bucket: Any, **overrides: Any) -> dict:
+    """A connector config for a conftest KvdbBucket, with small retry times so failing tests end fast."""
+    return {
+        "bucket_id": bucket.bucket_id,
+        "secret_key": bucket.secret_key,
+        "base_url": bucket.server.url,
+        "max_retry_seconds": 20,
+        **overrides,
+    }
+
+
+@dataclass
+class Run:
+    exit_code: int
+    stdout: str
+    stderr: str
+    messages: list[dict] = field(default_factory=list)
+
+    def of_type(self, kind: str) -> list[dict]:
+        return [message for message in self.messages if message.get("type") == kind]
+
+    @property
+    def states(self) -> list[dict]:
+        return self.of_type("STATE")
+
+    @property
+    def errors(self) -> list[dict]:
+        return [message["trace"]["error"] for message in self.of_type("TRACE") if message["trace"].get("type") == "ERROR"]
+
+    @property
+    def connection_status(self) -> dict:
+        (status,) = self.of_type("CONNECTION_STATUS")
+        return status["connectionStatus"]
+
+
+def write_json(path: Path, content: Any) -> str:
+    path.write_text(json.dumps(content))
+    return str(path)
+
+
+def encode_lines(messages: Iterable[Any]) -> bytes:
+    """Dicts become JSON lines; bytes and str pass through as raw lines (for corrupt input)."""
+    lines = []
+    for message in messages:
+        if isinstance(message, bytes):
+            lines.append(message)
+        elif isinstance(message, str):
+            lines.append(message.encode())
+        else:
+            lines.append(json.dumps(message).encode())
+    return b"".join(line + b"\n" for line in lines)
+
+
+def parse_output(stdout: str) -> list[dict]:
+    """Every stdout line must be a JSON protocol message: anything else is a protocol violation."""
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def connector_command(*args: str) -> list[str]:
+    return [sys.executable, MAIN, *args]
+
+
+def connector_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def run_connector(args: list[str], stdin: bytes = b"", timeout: float = RUN_TIMEOUT_SECONDS) -> Run:
+    completed = subprocess.run(
+        connector_command(*args), input=stdin, capture_output=True, timeout=timeout, env=connector_env(), cwd=REPO_ROOT
+    )
+    stdout, stderr = completed.stdout.decode(), completed.stderr.decode()
+    captured_output.extend([stdout, stderr])
+    return Run(completed.returncode, stdout, stderr, parse_output(stdout))
+
+
+def run_write(tmp_path: Path, config: dict, configured_catalog: dict, messages: Iterable[Any]) -> Run:
+    config_path = write_json(tmp_path / "config.json", config)
+    catalog_path = write_json(tmp_path / "catalog.json", configured_catalog)
+    return run_connector(["write", "--config", config_path, "--catalog", catalog_path], encode_lines(messages))
+
+
+def run_check(tmp_path: Path, config: dict) -> Run:
+    return run_connector(["check", "--config", write_json(tmp_path / "config.json", config)])
