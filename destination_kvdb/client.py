@@ -8,6 +8,7 @@ whose connection dropped after KvDB committed it writes the same keys again.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ MAX_OPS_PER_TXN = 10_000
 LIST_PAGE_SIZE = 10_000
 TXN_OPEN = b'{"txn":['
 TXN_CLOSE = b"]}"
+SET_OP_OVERHEAD = len(b'{"set":"' + b'","value":' + b"},")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class RetryPolicy:
     backoff_cap_seconds: float = 30.0
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0
+    overall_limit_seconds: Optional[float] = None  # a bound on the session's whole life (check)
 
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter, so concurrent requests do not retry in step."""
@@ -74,11 +77,17 @@ class KvdbSession(requests.Session):
 
     RETRYABLE_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
-    def __init__(self, secret_key: str, policy: RetryPolicy, pool_size: int):
+    def __init__(self, base_url: str, secret_key: str, policy: RetryPolicy, pool_size: int):
         super().__init__()
         self.auth = _BearerAuth(secret_key)
         self.headers["Accept"] = "application/json"
         self.policy = policy
+        # Proxy and CA settings from the environment, read once: per request they cost more CPU
+        # than sending a megabyte. Every request goes to the same origin.
+        self.proxies = requests.utils.get_environ_proxies(base_url)
+        self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        self.trust_env = False
+        self._give_up_at = time.monotonic() + policy.overall_limit_seconds if policy.overall_limit_seconds else None
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -86,8 +95,12 @@ class KvdbSession(requests.Session):
     def request(self, method, url, **kwargs) -> requests.Response:  # type: ignore[override]
         """Send, retrying 429, 5xx, timeouts and dropped connections within the policy's limits."""
         policy = self.policy
-        kwargs.setdefault("timeout", (policy.connect_timeout_seconds, policy.read_timeout_seconds))
+        kwargs["timeout"] = (policy.connect_timeout_seconds, policy.read_timeout_seconds)
         retry_deadline = time.monotonic() + policy.max_retry_seconds
+        if self._give_up_at is not None:
+            retry_deadline = min(retry_deadline, self._give_up_at)
+            left = max(0.5, self._give_up_at - time.monotonic())
+            kwargs["timeout"] = (min(policy.connect_timeout_seconds, left), min(policy.read_timeout_seconds, left))
         rate_limit_waited = 0.0
         attempt = 0
         while True:
@@ -98,7 +111,7 @@ class KvdbSession(requests.Session):
                 delay = policy.backoff(attempt)
             else:
                 if response.status_code == 429:
-                    delay = _rate_limit_delay(response, policy.backoff(attempt))
+                    delay = max(_rate_limit_delay(response), policy.backoff(attempt))
                     if rate_limit_waited + delay > policy.max_rate_limit_wait_seconds:
                         raise _transient(
                             f"KvDB's request quota is used up and does not reset within "
@@ -113,7 +126,7 @@ class KvdbSession(requests.Session):
                     continue
                 if response.status_code < 500:
                     return response
-                problem = f"KvDB answered {response.status_code} {_server_message(response)}".rstrip()
+                problem = f"KvDB answered {response.status_code}{_server_message(response)}"
                 delay = max(policy.backoff(attempt), _retry_after(response) or 0.0)
             if time.monotonic() + delay > retry_deadline:
                 raise _transient(f"{problem}; gave up after retrying for {policy.max_retry_seconds:.0f} s")
@@ -134,7 +147,7 @@ def _retry_after(response: requests.Response) -> Optional[float]:
         return None
 
 
-def _rate_limit_delay(response: requests.Response, fallback: float) -> float:
+def _rate_limit_delay(response: requests.Response) -> float:
     """Retry-After if given; else the quota window's reset time when the quota is used up."""
     retry_after = _retry_after(response)
     if retry_after is not None:
@@ -145,19 +158,22 @@ def _rate_limit_delay(response: requests.Response, fallback: float) -> float:
             return max(0.0, float(headers["X-Ratelimit-Reset"]) - time.time()) + 1.0
     except (KeyError, ValueError):
         pass
-    return fallback
+    return 0.0
 
 
 def _server_message(response: requests.Response) -> str:
-    text = response.text.strip().splitlines()
-    return f"({text[0][:200]})" if text else ""
+    """The first line of KvDB's error body, short, for messages such as `KvDB answered 500: ...`."""
+    lines = response.text.strip().splitlines()
+    return f": {lines[0][:200]}" if lines else ""
 
 
 class TxnPacker:
-    """Packs encoded ops into transaction bodies bounded by bytes and op count.
+    """Packs ops straight into transaction bodies bounded by bytes and op count.
 
-    `conflict_key`s travel with each body, so the sender can keep two requests that touch the
-    same key from being in flight together (their order would otherwise be up to the network).
+    Writing into one growing buffer, rather than keeping a list of op objects, is the cheapest
+    way to batch in Python. `conflict_key`s travel with each body, so the sender can keep two
+    requests that touch the same key from being in flight together (their order would
+    otherwise be up to the network).
     """
 
     def __init__(self, max_bytes: int, send: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
@@ -167,22 +183,43 @@ class TxnPacker:
         self._reset()
 
     def _reset(self) -> None:
-        self._ops: list[bytes] = []
-        self._size = len(TXN_OPEN) + len(TXN_CLOSE)
+        self._body = bytearray(TXN_OPEN)
+        self._room = self.max_bytes - len(TXN_OPEN) - len(TXN_CLOSE) + 1  # the last op's comma is replaced
+        self._slots = self.max_ops
         self._conflict_keys: set[str] = set()
 
-    def add(self, op: bytes, conflict_key: Optional[str] = None) -> None:
-        if self._ops and (len(self._ops) >= self.max_ops or self._size + len(op) + 1 > self.max_bytes):
+    def add_set(self, key_head: bytes, key_tail: bytes, value: bytes, conflict_key: Optional[str] = None) -> None:
+        """Add {"set": key_head + key_tail, "value": value}: a JSON-safe ASCII key and an encoded value."""
+        size = len(key_head) + len(key_tail) + len(value) + SET_OP_OVERHEAD
+        if size > self._room or not self._slots:
             self.flush()
-        self._ops.append(op)
-        self._size += len(op) + 1
+        body = self._body
+        body += b'{"set":"'
+        body += key_head
+        body += key_tail
+        body += b'","value":'
+        body += value
+        body += b"},"
+        self._room -= size
+        self._slots -= 1
+        if conflict_key is not None:
+            self._conflict_keys.add(conflict_key)
+
+    def add(self, op: bytes, conflict_key: Optional[str] = None) -> None:
+        """Add any encoded op."""
+        if len(op) + 1 > self._room or not self._slots:
+            self.flush()
+        self._body += op
+        self._body += b","
+        self._room -= len(op) + 1
+        self._slots -= 1
         if conflict_key is not None:
             self._conflict_keys.add(conflict_key)
 
     def flush(self) -> None:
-        if self._ops:
-            body = TXN_OPEN + b",".join(self._ops) + TXN_CLOSE
-            conflict_keys = self._conflict_keys
+        if self._slots < self.max_ops:
+            self._body[-1:] = TXN_CLOSE
+            body, conflict_keys = bytes(self._body), self._conflict_keys
             self._reset()
             self._send(body, conflict_keys)
 
@@ -211,7 +248,7 @@ class KvdbClient:
         self.base_url = base_url.rstrip("/")
         self.bucket_id = bucket_id
         self.max_request_bytes = max_request_bytes
-        self.session = KvdbSession(secret_key, policy, pool_size)
+        self.session = KvdbSession(self.base_url, secret_key, policy, pool_size)
         self._bucket_url = f"{self.base_url}/{quote(bucket_id, safe='')}"
 
     def close(self) -> None:
@@ -231,7 +268,7 @@ class KvdbClient:
                 message=f"KvDB bucket not found: '{self.bucket_id}' does not exist at {self.base_url}",
                 failure_type=FailureType.config_error,
             )
-        message = f"KvDB rejected the request to {action} ({status} {_server_message(response)})".replace(" )", ")")
+        message = f"KvDB rejected the request to {action} ({status}){_server_message(response)}"
         raise AirbyteTracedException(message=message, failure_type=FailureType.system_error)
 
     def send_txn(self, body: bytes) -> None:
@@ -266,6 +303,7 @@ class KvdbClient:
         offset. Each page therefore overlaps the previous one by one key; if that key is not
         where it was, the listing steps back until it finds the place it left off.
         """
+        page_size = max(2, page_size)  # pages overlap by one key
         last_seen: Optional[str] = None
         skip = 0
         while True:

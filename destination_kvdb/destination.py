@@ -37,8 +37,13 @@ from destination_kvdb.writer import KvdbWriter
 logger = logging.getLogger("airbyte")
 
 DEFAULT_BASE_URL = "https://kvdb.io"
+# check answers within about 30 s whatever KvDB does: 25 s for everything, plus one last timeout.
 CHECK_POLICY = RetryPolicy(
-    max_retry_seconds=15, max_rate_limit_wait_seconds=10, connect_timeout_seconds=5, read_timeout_seconds=10
+    max_retry_seconds=15,
+    max_rate_limit_wait_seconds=5,
+    connect_timeout_seconds=5,
+    read_timeout_seconds=10,
+    overall_limit_seconds=25,
 )
 
 
@@ -148,19 +153,35 @@ def _client(config: Mapping[str, Any], policy: RetryPolicy) -> KvdbClient:
 
 
 def _probe(client: KvdbClient) -> None:
+    """Write, read back, list and delete a unique key: what a sync needs, on a key no stream uses."""
     key = f"_airbyte_check_{uuid.uuid4().hex}"
     value = {"written_by": "destination-kvdb check"}
     client.transact([set_op(key, value)])
     try:
-        stored = client.get(key)
-        if stored is None or orjson.loads(stored) != value:
-            raise AirbyteTracedException(
-                message="KvDB accepted a write but did not return the value on read-back",
-                failure_type=FailureType.system_error,
-            )
+        if _read_json(client, key) != value:
+            raise _unexpected("KvDB accepted a write but did not return the value on read-back")
         if next(client.list_keys(key), None) != key:
-            raise AirbyteTracedException(
-                message="KvDB accepted a write but did not list the key", failure_type=FailureType.system_error
-            )
-    finally:
+            raise _unexpected("KvDB accepted a write but did not list the key")
+    except AirbyteTracedException:
+        _delete_quietly(client, key)  # the first problem is the one to report
+        raise
+    client.delete_keys([key])
+
+
+def _read_json(client: KvdbClient, key: str) -> Any:
+    stored = client.get(key)
+    try:
+        return None if stored is None else orjson.loads(stored)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _delete_quietly(client: KvdbClient, key: str) -> None:
+    try:
         client.delete_keys([key])
+    except AirbyteTracedException:
+        logger.info("could not delete the check's probe key; KvDB will expire it")
+
+
+def _unexpected(message: str) -> AirbyteTracedException:
+    return AirbyteTracedException(message=message, failure_type=FailureType.system_error)

@@ -106,9 +106,17 @@ def _base36(number: int) -> str:
             return text
 
 
+COUNTER_LOW_HEX = tuple(f"{low:02x}" for low in range(256))
+
+
+def append_key_head(prefix: str, epoch_ms: int, tag: str, counter: int) -> str:
+    """An append key without the counter's last two hex digits, so writers can reuse it 256 times."""
+    return f"{prefix}{epoch_ms:013d}.{tag}.{counter >> 8:06x}"
+
+
 def append_key(prefix: str, epoch_ms: int, tag: str, counter: int) -> str:
     """Keys sort by arrival time, then by the writer's counter; the tag tells which sync wrote it."""
-    return f"{prefix}{epoch_ms:013d}.{tag}.{counter:08x}"
+    return append_key_head(prefix, epoch_ms, tag, counter) + COUNTER_LOW_HEX[counter & 0xFF]
 
 
 def append_key_tag(prefix: str, key: str) -> Optional[str]:

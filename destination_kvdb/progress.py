@@ -4,45 +4,39 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from typing import Iterable, Protocol
 
 logger = logging.getLogger("airbyte")
 
 
-@dataclass
-class StreamCounters:
-    records: int = 0
-    bytes: int = 0
+class Counted(Protocol):
+    label: str
+    records: int
+    bytes: int
 
 
-@dataclass
 class Progress:
-    """Counts records per stream; logs when `interval_seconds` have passed since the last report."""
+    """Logs when `interval_seconds` have passed since the last report; the streams keep the counts."""
 
-    interval_seconds: float = 30.0
-    streams: dict[str, StreamCounters] = field(default_factory=dict)
-    started: float = field(default_factory=time.monotonic)
-    _next_report: float = 0.0
+    def __init__(self, interval_seconds: float = 30.0):
+        self.interval_seconds = interval_seconds
+        self.started = time.monotonic()
+        self._next_report = self.started + interval_seconds
 
-    def __post_init__(self) -> None:
-        self._next_report = self.started + self.interval_seconds
-
-    def counters(self, stream_label: str) -> StreamCounters:
-        return self.streams.setdefault(stream_label, StreamCounters())
-
-    def maybe_report(self) -> None:
+    def maybe_report(self, streams: Iterable[Counted]) -> None:
         now = time.monotonic()
         if now >= self._next_report:
             self._next_report = now + self.interval_seconds
-            self.report("progress")
+            self.report("progress", streams)
 
-    def report(self, heading: str) -> None:
+    def report(self, heading: str, streams: Iterable[Counted]) -> None:
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        total = sum(counter.records for counter in self.streams.values())
-        total_bytes = sum(counter.bytes for counter in self.streams.values())
+        streams = sorted(streams, key=lambda stream: stream.label)
+        total = sum(stream.records for stream in streams)
+        total_bytes = sum(stream.bytes for stream in streams)
         parts = [
-            f"{label}: {counter.records} records, {_mb(counter.bytes)}, {counter.records / elapsed:.0f} records/s"
-            for label, counter in sorted(self.streams.items())
+            f"{stream.label}: {stream.records} records, {_mb(stream.bytes)}, {stream.records / elapsed:.0f} records/s"
+            for stream in streams
         ]
         logger.info(
             f"{heading}: {total} records, {_mb(total_bytes)} in {elapsed:.1f} s "

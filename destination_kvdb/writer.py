@@ -22,6 +22,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
 from destination_kvdb.client import KvdbClient, TxnPacker, delete_op, set_op
+from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress
 from destination_kvdb.spill import SpilledKeys
@@ -32,6 +33,7 @@ MAX_VALUE_BYTES = 16_384
 DELETE_CHUNK = 5_000
 PROGRESS_CHECK_EVERY = 1_024
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
+_COUNTER_LOW_HEX = tuple(low.encode() for low in keys.COUNTER_LOW_HEX)
 
 
 class RejectedRecord(Exception):
@@ -49,7 +51,7 @@ def _error(message: str, failure_type: FailureType = FailureType.system_error) -
 class StreamSink:
     """One catalog stream: how its records become ops, and how its sync mode ends."""
 
-    def __init__(self, configured: ConfiguredAirbyteStream, run_id: int, progress: Progress):
+    def __init__(self, configured: ConfiguredAirbyteStream, run_id: int, batch: TxnPacker, clock: CoarseClock):
         stream = configured.stream
         self.namespace = stream.namespace or None
         self.label = f"{self.namespace}.{stream.name}" if self.namespace else stream.name
@@ -67,14 +69,18 @@ class StreamSink:
         else:
             self.tag = keys.generation_tag(self.generation)
         self.truncates = self.overwrite or self.minimum_generation > 0
-        self.counters = progress.counters(self.label)
-        self.records_since_state = 0
+        self.records = 0
+        self.bytes = 0
+        self.records_at_last_state = 0
         self.completed = False
         self.finalized = False
-        self._counter = 0
-        self._last_ms = 0
+        self._add = batch.add
+        self._add_set = batch.add_set
+        self._clock = clock
+        self._ms = 0
+        self._key_head = b""
 
-    def write(self, data: dict, batch: TxnPacker) -> None:
+    def write(self, data: dict) -> None:
         """The hot path: one record into one op (two for a dedup stream being truncated)."""
         value = orjson.dumps(data)
         if len(value) > MAX_VALUE_BYTES:
@@ -83,19 +89,18 @@ class StreamSink:
                 f"{MAX_VALUE_BYTES} bytes per value",
                 FailureType.config_error,
             )
+        self.records += 1
+        self.bytes += len(value)
         if self.dedup:
-            self._write_dedup(data, value, batch)
-        else:
-            now_ms = time.time_ns() // 1_000_000
-            self._last_ms = now_ms = max(now_ms, self._last_ms)
-            self._counter += 1
-            key = keys.append_key(self.prefix, now_ms, self.tag, self._counter)
-            batch.add(b'{"set":"' + key.encode() + b'","value":' + value + b"}")
-        self.records_since_state += 1
-        self.counters.records += 1
-        self.counters.bytes += len(value)
+            self._write_dedup(data, value)
+            return
+        low = self.records & 0xFF
+        if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
+            self._ms = max(self._clock.ms, self._ms)
+            self._key_head = keys.append_key_head(self.prefix, self._ms, self.tag, self.records).encode()
+        self._add_set(self._key_head, _COUNTER_LOW_HEX[low], value)
 
-    def _write_dedup(self, data: dict, value: bytes, batch: TxnPacker) -> None:
+    def _write_dedup(self, data: dict, value: bytes) -> None:
         try:
             key = keys.dedup_key(self.prefix, keys.primary_key_values(data, self.primary_key))
         except keys.MissingPrimaryKey as missing:
@@ -104,14 +109,14 @@ class StreamSink:
                 FailureType.config_error,
             ) from None
         if data.get(CDC_DELETED_AT) is not None:
-            batch.add(delete_op(key), key)
+            self._add(delete_op(key), key)
             return
-        batch.add(b'{"set":"' + key.encode() + b'","value":' + value + b"}", key)
+        self._add_set(key.encode(), b"", value, key)
         if self.truncates:
-            batch.add(set_op(keys.marker_key(self.prefix, self.generation, key), key))
+            self._add(set_op(keys.marker_key(self.prefix, self.generation, key), key))
 
     def take_records_since_state(self) -> int:
-        count, self.records_since_state = self.records_since_state, 0
+        count, self.records_at_last_state = self.records - self.records_at_last_state, self.records
         return count
 
     def remove_earlier_data(self, client: KvdbClient) -> None:
@@ -164,21 +169,21 @@ class KvdbWriter:
     ):
         self.client = client
         self.progress = progress or Progress()
-        run_id = time.time_ns() // 1_000_000
-        self.sinks: dict[tuple[Optional[str], str], StreamSink] = {}
-        for configured in catalog.streams:
-            sink = StreamSink(configured, run_id, self.progress)
-            self.sinks[(sink.namespace, configured.stream.name)] = sink
         self.pipeline = AckPipeline(client.send_txn, emit, max_in_flight)
         self.batch = TxnPacker(client.max_request_bytes, self.pipeline.submit)
-        self.records_since_global_state = 0
+        self.clock = CoarseClock()
+        run_id = self.clock.ms
+        self.sinks: dict[tuple[Optional[str], str], StreamSink] = {}
+        for configured in catalog.streams:
+            sink = StreamSink(configured, run_id, self.batch, self.clock)
+            self.sinks[(sink.namespace, configured.stream.name)] = sink
+        self.records_at_last_global_state = 0
         self.statuses_seen = False
 
     def write_lines(self, lines: Iterable[bytes]) -> None:
         """Process every input line, then end the sync; on any error store and ack what came before."""
         try:
-            for number, line in enumerate(lines, 1):
-                self._process(number, line)
+            self._read(lines)
             self._commit_all()
             self._end_of_input()
         except AirbyteTracedException:
@@ -186,20 +191,39 @@ class KvdbWriter:
             raise
         finally:
             self.pipeline.close()
-        self.progress.report("sync finished")
+            self.clock.stop()
+        self.progress.report("sync finished", self.sinks.values())
 
-    def _process(self, number: int, line: bytes) -> None:
-        try:
-            message = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            if not line.strip():
-                return
-            raise _error(f"input line {number} is not valid JSON (or not UTF-8)") from None
+    def _read(self, lines: Iterable[bytes]) -> None:
+        """The hot loop: well-formed records of known streams go straight to their sink."""
+        loads, sinks = orjson.loads, self.sinks
+        for number, line in enumerate(lines, 1):
+            try:
+                message = loads(line)
+            except orjson.JSONDecodeError:
+                if line.strip():
+                    raise _error(f"input line {number} is not valid JSON (or not UTF-8)") from None
+                continue
+            record = message.get("record") if type(message) is dict and message.get("type") == "RECORD" else None
+            if type(record) is dict:
+                sink = sinks.get((record.get("namespace") or None, record.get("stream")))
+                data = record.get("data")
+                if sink is not None and type(data) is dict:
+                    try:
+                        sink.write(data)
+                    except RejectedRecord as rejected:
+                        raise _error(f"input line {number}: {rejected}", rejected.failure_type) from None
+                    if not number % PROGRESS_CHECK_EVERY:
+                        self.progress.maybe_report(sinks.values())
+                    continue
+            self._process_other(number, message)
+
+    def _process_other(self, number: int, message: object) -> None:
         if type(message) is not dict:
             raise _error(f"input line {number} is not an Airbyte message (not a JSON object)")
         kind = message.get("type")
         if kind == "RECORD":
-            self._record(number, message)
+            self._reject_record(number, message)
         elif kind == "STATE":
             self._state(number, message)
         elif kind == "TRACE":
@@ -207,23 +231,15 @@ class KvdbWriter:
         elif type(kind) is not str:
             raise _error(f"input line {number} is not an Airbyte message (no message type)")
 
-    def _record(self, number: int, message: dict) -> None:
+    def _reject_record(self, number: int, message: dict) -> None:
+        """Explain why a RECORD line did not take the fast path."""
         record = message.get("record")
         if type(record) is not dict or type(record.get("stream")) is not str or type(record.get("data")) is not dict:
             raise _error(f"input line {number} is a RECORD message without a stream name or a data object")
-        sink = self.sinks.get((record.get("namespace") or None, record["stream"]))
-        if sink is None:
-            raise _error(
-                f"input line {number} is a record of stream '{_label(record)}', which is not in the configured catalog",
-                FailureType.config_error,
-            )
-        try:
-            sink.write(record["data"], self.batch)
-        except RejectedRecord as rejected:
-            raise _error(f"input line {number}: {rejected}", rejected.failure_type) from None
-        self.records_since_global_state += 1
-        if self.records_since_global_state % PROGRESS_CHECK_EVERY == 0:
-            self.progress.maybe_report()
+        raise _error(
+            f"input line {number} is a record of stream '{_label(record)}', which is not in the configured catalog",
+            FailureType.config_error,
+        )
 
     def _state(self, number: int, message: dict) -> None:
         state = message.get("state")
@@ -236,7 +252,8 @@ class KvdbWriter:
             sink = self.sinks.get((descriptor.get("namespace") or None, descriptor["name"]))
             count = sink.take_records_since_state() if sink else 0
         else:
-            count, self.records_since_global_state = self.records_since_global_state, 0
+            total = sum(sink.records for sink in self.sinks.values())
+            count, self.records_at_last_global_state = total - self.records_at_last_global_state, total
         stats = state.get("destinationStats")
         state["destinationStats"] = {**(stats if type(stats) is dict else {}), "recordCount": float(count)}
         self.batch.flush()

@@ -1,0 +1,164 @@
+"""DestinationKvdb.check(): one short answer for every failure, never a raise, never the secret."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import orjson
+import pytest
+import requests
+from airbyte_cdk.models import Status
+
+from destination_kvdb.destination import CHECK_POLICY, DestinationKvdb
+
+SECRET = "sekret-XYZ-123"
+CONFIG = {"bucket_id": "bkt", "secret_key": SECRET, "base_url": "https://kvdb.test"}
+PROBE_PREFIX = "_airbyte_check_"
+
+
+@pytest.fixture(autouse=True)
+def _capture_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+
+
+def run_check(config, caplog):
+    """check() as the platform calls it; asserts what every answer must be."""
+    status = DestinationKvdb().check(logging.getLogger("airbyte"), config)
+    if status.status == Status.FAILED:
+        message = status.message
+        assert message and "\n" not in message and len(message) <= 200, message  # one short sentence
+        assert "Traceback" not in message and "File \"" not in message
+        assert SECRET not in message
+    assert SECRET not in caplog.text
+    return status
+
+
+def is_list(request) -> bool:
+    return request.method == "GET" and request.path_url.split("?")[0].endswith("/")
+
+
+def is_read(request) -> bool:
+    return request.method == "GET" and not is_list(request)
+
+
+def test_succeeds_and_cleans_up_its_probe_key(kvdb, clock, caplog):
+    kvdb.store["users__ab__1"] = {"id": 1}
+
+    status = run_check(CONFIG, caplog)
+
+    assert status.status == Status.SUCCEEDED
+    assert kvdb.store == {"users__ab__1": {"id": 1}}  # probe removed, nothing else touched
+    assert [(r.method, is_list(r)) for r in kvdb.requests] == [("POST", False), ("GET", False), ("GET", True), ("POST", False)]
+    written = orjson.loads(kvdb.requests[0].body)["txn"][0]
+    deleted = orjson.loads(kvdb.requests[-1].body)["txn"][0]
+    assert written["set"].startswith(PROBE_PREFIX) and deleted == {"delete": written["set"]}
+    assert all(r.headers["Authorization"] == f"Bearer {SECRET}" for r in kvdb.requests)
+    assert clock.sleeps == []
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        pytest.param({"secret_key": SECRET}, "bucket_id", id="missing-bucket_id"),
+        pytest.param({"bucket_id": "bkt"}, "secret_key", id="missing-secret_key"),
+        pytest.param({"bucket_id": "bkt", "secret_key": 12345}, "secret_key", id="secret-of-wrong-type"),
+        pytest.param({"bucket_id": "bkt", "secret_key": ""}, "secret_key", id="empty-secret"),
+        pytest.param({"bucket_id": "no/slashes", "secret_key": SECRET}, "bucket_id", id="malformed-bucket_id"),
+    ],
+)
+def test_invalid_config_fails_without_a_request(kvdb, clock, caplog, config, expected):
+    status = run_check(config, caplog)
+
+    assert status.status == Status.FAILED
+    assert status.message.startswith("Invalid config") and expected in status.message
+    assert "12345" not in status.message and "no/slashes" not in status.message  # values are never quoted
+    assert kvdb.requests == []
+
+
+def unreachable(clock):
+    def send(request, **kwargs):
+        clock.advance(CHECK_POLICY.connect_timeout_seconds)  # each attempt waits out the connect timeout
+        raise requests.ConnectionError("Failed to establish a new connection: [Errno 111] Connection refused")
+
+    return send
+
+
+def raise_unexpected(request, respond, clock):
+    raise ValueError(f"boom {SECRET}")
+
+
+def quota_used_up(request, respond, clock):
+    reset = int(time.time()) + 1800
+    return respond(429, headers={"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(reset)})
+
+
+def only(matches, status, body=b""):
+    """Answer requests that `matches` with status/body; let the fake server answer the rest."""
+    return lambda request, respond, clock: respond(status, body) if matches(request) else None
+
+
+def every(request) -> bool:
+    return True
+
+
+# name: (how the transport answers: a response, or None to let the fake server answer; words the message must contain)
+SCENARIOS = {
+    "401": (only(every, 401, "wrong key"), "secret key is wrong or lacks permission"),
+    "403 on read": (only(is_read, 403, "blocked"), "secret key is wrong or lacks permission"),
+    "404 bucket": (only(every, 404, "not found"), "bucket not found"),
+    "read-back mismatch": (only(is_read, 200, b'{"written_by":"someone else"}'), "did not return the value on read-back"),
+    "read-back missing": (only(is_read, 404, "key not found"), "did not return the value on read-back"),
+    "not listed": (only(is_list, 200, b"[]"), "did not list the key"),
+    "quota used up": (quota_used_up, "request quota is used up"),
+    "server down": (only(every, 503, "maintenance"), "KvDB answered 503: maintenance"),
+    "unreachable": (lambda request, respond, clock: unreachable(clock)(request), "could not reach KvDB at https://kvdb.test"),
+    "unexpected exception": (raise_unexpected, "Unexpected error (ValueError)"),
+    "garbage on read-back": (only(is_read, 200, b"<html>"), "did not return the value on read-back"),
+}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=str)
+def test_fails_with_one_short_sentence(kvdb, clock, respond, caplog, scenario):
+    answer, expected = SCENARIOS[scenario]
+    kvdb.override = lambda request: answer(request, respond, clock)
+
+    status = run_check(CONFIG, caplog)
+
+    assert status.status == Status.FAILED
+    assert expected in status.message
+    assert clock.elapsed <= 30  # the check answers within half a minute, whatever KvDB does
+    assert not [key for key in kvdb.store if key.startswith(PROBE_PREFIX)]  # a written probe is always removed
+
+
+def test_unreachable_gives_up_within_the_check_policy(kvdb, clock, caplog):
+    kvdb.override = unreachable(clock)
+
+    status = run_check(CONFIG, caplog)
+
+    assert status.status == Status.FAILED
+    assert "gave up after retrying for 15 s" in status.message
+    assert len(kvdb.requests) > 2  # it did retry
+    # Worst case: the last attempt may start just before the retry deadline and then wait out a
+    # connect timeout plus a read timeout; the delays in between never pass the deadline.
+    assert clock.elapsed <= CHECK_POLICY.max_retry_seconds + CHECK_POLICY.connect_timeout_seconds
+
+
+def test_check_policy_bounds_a_request_to_half_a_minute():
+    policy = CHECK_POLICY
+    worst_case = policy.max_retry_seconds + policy.connect_timeout_seconds + policy.read_timeout_seconds
+    assert worst_case <= 30
+    assert policy.max_rate_limit_wait_seconds <= 30 - policy.max_retry_seconds
+
+
+# Regression: the 30 s bound must hold for the whole check, not per request (the read-back and the
+# cleanup delete each used to get a full retry budget when KvDB went away after the probe write).
+def test_kvdb_dropping_after_the_write_still_answers_within_half_a_minute(kvdb, clock, caplog):
+    down = unreachable(clock)
+    kvdb.override = lambda request: down(request) if len(kvdb.requests) > 1 else None
+
+    status = run_check(CONFIG, caplog)
+
+    assert status.status == Status.FAILED
+    assert "could not reach KvDB" in status.message
+    assert clock.elapsed <= 30

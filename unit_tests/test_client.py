@@ -1,0 +1,552 @@
+"""KvdbClient over a fake transport: retries, rate limits, error mapping, secrecy, packing, paging."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+import orjson
+import pytest
+import requests
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb.client import KvdbClient, RetryPolicy, TxnPacker, delete_op, set_op
+
+SECRET = "sekret-XYZ-123"
+BASE_URL = "https://kvdb.test"
+BUCKET = "bkt"
+POLICY = RetryPolicy(max_retry_seconds=60, max_rate_limit_wait_seconds=600, backoff_base_seconds=1, backoff_cap_seconds=8)
+BODY = b'{"txn":[' + b",".join(set_op(f"users__ab__{i}", {"id": i}) for i in range(3)) + b"]}"
+
+CONNECTION_REFUSED = (
+    "HTTPSConnectionPool(host='kvdb.test', port=443): Max retries exceeded with url: /bkt (Caused by "
+    "NewConnectionError('<urllib3.connection.HTTPSConnection object at 0x7f>: Failed to establish a new "
+    "connection: [Errno 111] Connection refused'))"
+)
+
+
+@pytest.fixture
+def client():
+    kvdb_client = KvdbClient(BASE_URL, BUCKET, SECRET, policy=POLICY)
+    yield kvdb_client
+    kvdb_client.close()
+
+
+@pytest.fixture(autouse=True)
+def _capture_logs(caplog):
+    caplog.set_level(logging.DEBUG)
+
+
+def failure(kind, respond):
+    """A fresh transport outcome for one failed attempt: a status code, or an exception class."""
+    if isinstance(kind, int):
+        return respond(kind, "temporarily unavailable" if kind >= 500 else "too many requests")
+    return kind(CONNECTION_REFUSED)
+
+
+def sent_bodies(send_mock) -> list[bytes]:
+    return [call.args[0].body for call in send_mock.call_args_list]
+
+
+def txn_keys(body: bytes) -> list[str]:
+    return [op.get("set", op.get("delete")) for op in orjson.loads(body)["txn"]]
+
+
+def assert_no_secret(error: AirbyteTracedException, client: KvdbClient, caplog) -> None:
+    for text in (str(error), error.message or "", error.internal_message or "", repr(client.session.auth), caplog.text):
+        assert SECRET not in text
+
+
+# --- retries -------------------------------------------------------------------------------------
+
+RETRYABLE = [500, 502, 503, 429, requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError]
+
+
+@pytest.mark.parametrize("kind", RETRYABLE, ids=lambda kind: str(kind) if isinstance(kind, int) else kind.__name__)
+@pytest.mark.parametrize("failures", [1, 3])
+def test_retries_then_succeeds_resending_the_same_keys(client, clock, patch_send, respond, kind, failures):
+    send = patch_send([failure(kind, respond) for _ in range(failures)] + [respond(200)])
+
+    client.send_txn(BODY)
+
+    assert send.call_count == failures + 1
+    assert sent_bodies(send) == [BODY] * (failures + 1)  # byte for byte: a retry writes the very same keys
+    assert {tuple(txn_keys(body)) for body in sent_bodies(send)} == {("users__ab__0", "users__ab__1", "users__ab__2")}
+    assert len(clock.sleeps) == failures
+
+
+def test_retried_listing_and_read_succeed(client, clock, patch_send, respond):
+    send = patch_send([respond(503), respond(200, b'["a","b"]'), requests.Timeout("read timed out"), respond(200, b'"v"')])
+
+    assert list(client.list_keys("", page_size=10)) == ["a", "b"]
+    assert client.get("a") == b'"v"'
+    assert send.call_count == 4
+    assert send.call_args_list[0].args[0].url == send.call_args_list[1].args[0].url
+
+
+def test_every_attempt_carries_the_bearer_secret(client, clock, patch_send, respond):
+    send = patch_send([respond(500), requests.ConnectionError("reset"), respond(200)])
+
+    client.send_txn(BODY)
+
+    assert [call.args[0].headers["Authorization"] for call in send.call_args_list] == [f"Bearer {SECRET}"] * 3
+    assert all(call.args[0].headers["Accept"] == "application/json" for call in send.call_args_list)
+
+
+def test_client_errors_are_not_retried(client, clock, patch_send, respond):
+    send = patch_send([respond(400, "bad request"), respond(200)])
+
+    with pytest.raises(AirbyteTracedException):
+        client.send_txn(BODY)
+
+    assert send.call_count == 1
+    assert clock.sleeps == []
+
+
+# --- Retry-After and rate limits -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured(client, clock, patch_send, respond, status):
+    send = patch_send([respond(status, headers={"Retry-After": "7"}), respond(200)])
+
+    client.send_txn(BODY)
+
+    assert clock.sleeps == [7.0]  # not the ≤1 s backoff of the first attempt
+    assert send.call_count == 2
+
+
+def test_used_up_quota_waits_until_the_window_resets(client, clock, patch_send, respond, caplog):
+    reset = int(time.time()) + 120
+    quota_headers = {"X-Ratelimit-Limit": "1000", "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(reset)}
+    send = patch_send([respond(429, headers=quota_headers), respond(200)])
+
+    client.send_txn(BODY)
+
+    assert send.call_count == 2
+    assert len(clock.sleeps) == 1
+    assert clock.sleeps[0] == pytest.approx(reset - time.time() + 1, abs=1.5)
+    warnings = [r for r in caplog.records if r.name == "airbyte" and r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "rate limit reached, waiting" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    "answers, expected_sleeps",
+    [
+        pytest.param([{"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": "+3600"}], [], id="reset-an-hour-away"),
+        pytest.param([{"Retry-After": "601"}], [], id="retry-after-too-long"),
+        pytest.param([{"Retry-After": "400"}, {"Retry-After": "400"}], [400.0], id="waits-add-up"),
+    ],
+)
+def test_rate_limit_wait_beyond_the_maximum_fails_at_once(client, clock, patch_send, respond, answers, expected_sleeps):
+    def headers(spec):
+        if spec.get("X-Ratelimit-Reset", "").startswith("+"):
+            return {**spec, "X-Ratelimit-Reset": str(int(time.time()) + int(spec["X-Ratelimit-Reset"]))}
+        return spec
+
+    send = patch_send([respond(429, headers=headers(spec)) for spec in answers] + [respond(200)])
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        client.send_txn(BODY)
+
+    assert raised.value.failure_type == FailureType.transient_error
+    assert "600 s" in raised.value.message and "max_rate_limit_wait_seconds" in raised.value.message
+    assert clock.sleeps == expected_sleeps  # never slept the hour away
+    assert send.call_count == len(answers)
+
+
+# Regression: a 429 whose delay is 0 (`Retry-After: 0`) used to be retried at once, forever; the
+# rate-limit path now backs off and counts against max_rate_limit_wait_seconds.
+def test_endless_429_with_zero_retry_after_eventually_fails(client, clock, patch_send, respond):
+    answers = iter([respond(429, headers={"Retry-After": "0"}) for _ in range(1000)])
+
+    def send(request, **kwargs):
+        try:
+            return next(answers)
+        except StopIteration:
+            raise AssertionError("still retrying after 1000 immediate 429 retries") from None
+
+    patch_send(send)
+    with pytest.raises(AirbyteTracedException) as raised:
+        client.send_txn(BODY)
+    assert raised.value.failure_type == FailureType.transient_error
+
+
+# --- giving up -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        (500, "KvDB answered 500: temporarily unavailable"),
+        (503, "KvDB answered 503: temporarily unavailable"),
+        (requests.ConnectionError, "could not reach KvDB at https://kvdb.test ([Errno 111] Connection refused)"),
+        (requests.Timeout, "could not reach KvDB at https://kvdb.test"),
+    ],
+)
+@pytest.mark.parametrize("attempt_seconds", [0.0, 5.0])
+def test_gives_up_after_max_retry_seconds(client, clock, patch_send, respond, caplog, kind, expected, attempt_seconds):
+    def send(request, **kwargs):
+        clock.advance(attempt_seconds)  # e.g. a connect timeout before the error
+        outcome = failure(kind, respond)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    send_mock = patch_send(send)
+    with pytest.raises(AirbyteTracedException) as raised:
+        client.send_txn(BODY)
+
+    error = raised.value
+    assert error.failure_type == FailureType.transient_error
+    assert expected in error.message
+    assert "gave up after retrying for 60 s" in error.message
+    assert sum(clock.sleeps) <= POLICY.max_retry_seconds
+    assert clock.elapsed <= POLICY.max_retry_seconds + attempt_seconds  # the budget holds, bar the last attempt
+    assert clock.elapsed > POLICY.max_retry_seconds - POLICY.backoff_cap_seconds - attempt_seconds  # and was used
+    assert send_mock.call_count == len(clock.sleeps) + 1
+    assert_no_secret(error, client, caplog)
+
+
+# --- backoff -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", [POLICY, RetryPolicy(), RetryPolicy(backoff_base_seconds=0.1, backoff_cap_seconds=3)])
+def test_backoff_is_exponential_with_equal_jitter_and_capped(policy):
+    for attempt in range(12):
+        ceiling = min(policy.backoff_cap_seconds, policy.backoff_base_seconds * 2**attempt)
+        delays = [policy.backoff(attempt) for _ in range(200)]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays), (attempt, min(delays), max(delays))
+        assert max(delays) <= policy.backoff_cap_seconds
+        assert len(set(delays)) > 1  # jittered, so concurrent requests do not retry in step
+
+
+def test_backoff_bounds_are_reached(mocker):
+    mocker.patch("destination_kvdb.client.random.uniform", side_effect=lambda low, high: high)
+    assert [POLICY.backoff(attempt) for attempt in range(6)] == [1, 2, 4, 8, 8, 8]
+    mocker.patch("destination_kvdb.client.random.uniform", side_effect=lambda low, high: low)
+    assert [POLICY.backoff(attempt) for attempt in range(6)] == [0.5, 1, 2, 4, 4, 4]
+
+
+def test_retry_delays_grow_until_the_cap(client, clock, patch_send, respond):
+    patch_send([respond(500) for _ in range(6)] + [respond(200)])
+
+    client.send_txn(BODY)
+
+    ceilings = [1, 2, 4, 8, 8, 8]
+    assert len(clock.sleeps) == len(ceilings)
+    for delay, ceiling in zip(clock.sleeps, ceilings):
+        assert ceiling / 2 <= delay <= ceiling
+    growing = clock.sleeps[:4]  # before the cap, equal jitter makes each delay at least the previous one
+    assert growing == sorted(growing) and growing[-1] > growing[0]
+
+
+# --- status mapping ------------------------------------------------------------------------------
+
+CALLS = {
+    "transaction": lambda client: client.send_txn(BODY),
+    "listing": lambda client: list(client.list_keys("users__ab__")),
+    "read": lambda client: client.get("users__ab__1"),
+}
+
+
+@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize("call", CALLS, ids=str)
+def test_auth_failures_are_config_errors(client, clock, patch_send, respond, caplog, status, call):
+    send = patch_send([respond(status, "unauthorized")])
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        CALLS[call](client)
+
+    assert raised.value.failure_type == FailureType.config_error
+    assert f"({status})" in raised.value.message
+    assert "the secret key is wrong or lacks permission" in raised.value.message
+    assert send.call_count == 1 and clock.sleeps == []
+    assert_no_secret(raised.value, client, caplog)
+
+
+@pytest.mark.parametrize("call", ["transaction", "listing"])
+def test_missing_bucket_is_a_config_error(client, clock, patch_send, respond, caplog, call):
+    patch_send([respond(404, "not found")])
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        CALLS[call](client)
+
+    assert raised.value.failure_type == FailureType.config_error
+    assert "bucket not found" in raised.value.message
+    assert f"'{BUCKET}'" in raised.value.message and BASE_URL in raised.value.message
+    assert_no_secret(raised.value, client, caplog)
+
+
+def test_rejected_transaction_quotes_the_servers_short_message(client, clock, patch_send, respond, caplog):
+    patch_send([respond(400, "value too large\nmore detail that is not quoted\n")])
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        client.send_txn(BODY)
+
+    assert raised.value.failure_type == FailureType.system_error
+    assert "value too large" in raised.value.message
+    assert "400" in raised.value.message and "not quoted" not in raised.value.message
+    assert_no_secret(raised.value, client, caplog)
+
+
+def test_reading_a_missing_key_gives_none(client, clock, patch_send, respond):
+    send = patch_send([respond(404, "key not found")])
+
+    assert client.get("users__ab__missing") is None
+    assert send.call_args_list[0].args[0].url == f"{BASE_URL}/{BUCKET}/users__ab__missing"
+
+
+def test_reading_quotes_the_key(client, clock, patch_send, respond):
+    send = patch_send([respond(200, b"1")])
+
+    assert client.get("a/b c") == b"1"
+    assert send.call_args_list[0].args[0].url == f"{BASE_URL}/{BUCKET}/a%2Fb%20c"
+
+
+# --- the secret never leaks ----------------------------------------------------------------------
+
+SECRET_SCENARIOS = {
+    "401": lambda respond: [respond(401, "wrong key")],
+    "403": lambda respond: [respond(403, "blocked by policy")],
+    "404": lambda respond: [respond(404, "not found")],
+    "400": lambda respond: [respond(400, "value too large")],
+    "500 until giving up": lambda respond: [respond(500, "oops") for _ in range(100)],
+    "unreachable": lambda respond: [requests.ConnectionError(CONNECTION_REFUSED) for _ in range(100)],
+    "quota": lambda respond: [respond(429, headers={"Retry-After": "100000"})],
+}
+
+
+@pytest.mark.parametrize("scenario", SECRET_SCENARIOS, ids=str)
+def test_the_secret_never_appears(client, clock, patch_send, respond, caplog, scenario):
+    send = patch_send(SECRET_SCENARIOS[scenario](respond))
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        client.send_txn(BODY)
+
+    assert_no_secret(raised.value, client, caplog)
+    assert SECRET not in str(raised.value.as_airbyte_message())
+    assert repr(client.session.auth) == "_BearerAuth(****)"
+    assert send.call_args_list[0].args[0].headers["Authorization"] == "Bearer sekret-XYZ-123"
+
+
+# --- TxnPacker -----------------------------------------------------------------------------------
+
+
+class Sent:
+    def __init__(self):
+        self.bodies: list[bytes] = []
+        self.conflict_keys: list[set[str]] = []
+
+    def __call__(self, body: bytes, conflict_keys: set[str]) -> None:
+        self.bodies.append(body)
+        self.conflict_keys.append(conflict_keys)
+
+    def ops(self) -> list[list[dict]]:
+        parsed = [orjson.loads(body) for body in self.bodies]
+        assert all(list(txn) == ["txn"] and isinstance(txn["txn"], list) for txn in parsed)
+        return [txn["txn"] for txn in parsed]
+
+
+def random_ops(count: int, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    return [
+        set_op(f"k{i:04d}", "x" * rng.randint(0, 120)) if rng.random() < 0.8 else delete_op(f"k{i:04d}")
+        for i in range(count)
+    ]
+
+
+def test_packer_splits_by_op_count():
+    sent = Sent()
+    packer = TxnPacker(max_bytes=1_000_000, send=sent, max_ops=3)
+    ops = [set_op(f"k{i}", i) for i in range(7)]
+    for op in ops:
+        packer.add(op)
+    packer.flush()
+    packer.flush()  # nothing left: no empty transaction
+
+    assert [len(txn) for txn in sent.ops()] == [3, 3, 1]
+    assert [op for txn in sent.ops() for op in txn] == [orjson.loads(op) for op in ops]
+
+
+@pytest.mark.parametrize("max_bytes", [40, 150, 200, 1000, 4096])
+def test_packer_splits_by_bytes_keeping_order(max_bytes):
+    sent = Sent()
+    packer = TxnPacker(max_bytes=max_bytes, send=sent)
+    ops = random_ops(300)
+    for op in ops:
+        packer.add(op)
+    packer.flush()
+
+    assert [op for txn in sent.ops() for op in txn] == [orjson.loads(op) for op in ops]
+    for body, txn in zip(sent.bodies, sent.ops()):
+        assert len(body) <= max_bytes or len(txn) == 1  # only a single oversized op may exceed the limit
+        assert txn  # never an empty transaction
+    # No needless splits: each body was cut only because the next op would have taken it over max_bytes.
+    position = 0
+    for body, txn in zip(sent.bodies[:-1], sent.ops()[:-1]):
+        position += len(txn)
+        assert len(body) + 1 + len(ops[position]) > max_bytes
+
+
+def test_packer_fills_a_body_to_exactly_max_bytes():
+    sent = Sent()
+    ops = [set_op("a", "x" * 20), set_op("b", "y" * 30), set_op("c", 1)]
+    exact = len(b'{"txn":[]}') + len(ops[0]) + 1 + len(ops[1])
+    packer = TxnPacker(max_bytes=exact, send=sent)
+    for op in ops:
+        packer.add(op)
+    packer.flush()
+
+    assert [len(body) for body in sent.bodies] == [exact, len(b'{"txn":[]}') + len(ops[2])]
+
+
+@pytest.mark.parametrize("max_bytes", [60, 200, 1000])
+def test_add_set_packs_the_same_ops_as_add(max_bytes):
+    rng = random.Random(3)
+    records = [(f"users__ab__{i:03x}", {"id": i, "pad": "p" * rng.randint(0, 90)}) for i in range(80)]
+    via_add_set, via_add = Sent(), Sent()
+    fast = TxnPacker(max_bytes=max_bytes, send=via_add_set, max_ops=7)
+    plain = TxnPacker(max_bytes=max_bytes, send=via_add, max_ops=7)
+    for i, (key, value) in enumerate(records):
+        head, tail = key[:-3].encode(), key[-3:].encode()
+        if i % 5:
+            fast.add_set(head, tail, orjson.dumps(value), conflict_key=key)
+        else:
+            fast.add(set_op(key, value), conflict_key=key)
+        plain.add(set_op(key, value), conflict_key=key)
+    fast.flush()
+    plain.flush()
+
+    assert via_add_set.bodies == via_add.bodies  # same bytes, same cuts
+    assert via_add_set.conflict_keys == via_add.conflict_keys
+    assert [op for txn in via_add_set.ops() for op in txn] == [{"set": key, "value": value} for key, value in records]
+    assert all(len(body) <= max_bytes or len(txn) == 1 for body, txn in zip(via_add_set.bodies, via_add_set.ops()))
+
+
+def test_an_oversized_op_travels_alone():
+    sent = Sent()
+    packer = TxnPacker(max_bytes=100, send=sent)
+    big = set_op("big", "x" * 500)
+    for op in [set_op("a", 1), big, set_op("b", 2)]:
+        packer.add(op)
+    packer.flush()
+
+    assert [[op.get("set") for op in txn] for txn in sent.ops()] == [["a"], ["big"], ["b"]]
+    assert sent.bodies[1] == b'{"txn":[' + big + b"]}"
+
+
+def test_conflict_keys_travel_with_their_body():
+    sent = Sent()
+    packer = TxnPacker(max_bytes=120, send=sent, max_ops=4)
+    ops = [(set_op(f"key{i}", "v" * 10), f"key{i}" if i % 3 else None) for i in range(20)]
+    for op, conflict_key in ops:
+        packer.add(op, conflict_key)
+    packer.flush()
+
+    assert len(sent.bodies) > 2
+    for txn, conflict_keys in zip(sent.ops(), sent.conflict_keys):
+        assert conflict_keys == {op["set"] for op in txn if int(op["set"][3:]) % 3}
+
+
+def test_transact_sends_bounded_transactions_in_order(clock, kvdb):
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, max_request_bytes=300, policy=POLICY)
+    ops = random_ops(100)
+
+    client.transact(ops)
+
+    bodies = [request.body for request in kvdb.requests]
+    assert len(bodies) > 1 and all(len(body) <= 300 for body in bodies)
+    assert [op for body in bodies for op in orjson.loads(body)["txn"]] == [orjson.loads(op) for op in ops]
+    assert all(request.headers["Content-Type"] == "application/json" for request in kvdb.requests)
+
+
+# --- list_keys paging ----------------------------------------------------------------------------
+
+ALL_KEYS = [f"users__ab__{i:03d}" for i in range(10)]
+OTHER_KEYS = ["orders__ab__001", "users__ab", "users__ac__001", "zzz"]
+
+
+def naive_list_keys(client: KvdbClient, prefix: str, page_size: int):
+    """0.1.x's paging: plain offsets. Kept here to prove the fake server exposes its bug."""
+    skip = 0
+    while True:
+        page = client._list_page(prefix, skip, page_size)
+        yield from page
+        if len(page) < page_size:
+            return
+        skip += len(page)
+
+
+def delete_each_at_once(kvdb, seen):
+    kvdb.store.pop(seen[-1])
+
+
+def delete_with_lag(kvdb, seen):  # like a writer whose deletes land a few keys behind the listing
+    if len(seen) % 4 == 0:
+        for key in seen[-6:-2]:
+            kvdb.store.pop(key, None)
+
+
+def delete_every_other(kvdb, seen):
+    if len(seen) % 2:
+        kvdb.store.pop(seen[-1])
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 9, 10])
+@pytest.mark.parametrize("page_size", [2, 3, 10_000])
+@pytest.mark.parametrize("mutate", [None, delete_each_at_once, delete_with_lag, delete_every_other], ids=lambda f: getattr(f, "__name__", "read-only"))
+def test_list_keys_returns_every_key_once_in_order(clock, kvdb, count, page_size, mutate):
+    keys = ALL_KEYS[:count]
+    kvdb.store.update({key: 1 for key in keys + OTHER_KEYS})
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, policy=POLICY)
+
+    seen = []
+    for key in client.list_keys("users__ab__", page_size=page_size):
+        seen.append(key)
+        if mutate:
+            mutate(kvdb, seen)
+
+    assert seen == keys
+    assert len(kvdb.requests) <= 3 * (count // max(page_size - 1, 1) + 2)  # paging, not a request per key
+
+
+@pytest.mark.parametrize("mutate", [None, delete_each_at_once])
+def test_the_fake_server_exposes_the_shifting_offsets_bug(clock, kvdb, mutate):
+    """Guards the test above: plain offset paging loses keys here when the caller deletes as it goes."""
+    kvdb.store.update({key: 1 for key in ALL_KEYS})
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, policy=POLICY)
+
+    seen = []
+    for key in naive_list_keys(client, "users__ab__", page_size=3):
+        seen.append(key)
+        if mutate:
+            mutate(kvdb, seen)
+
+    if mutate is None:
+        assert seen == ALL_KEYS
+    else:
+        assert seen != ALL_KEYS and set(seen) < set(ALL_KEYS)
+
+
+def test_list_keys_sends_the_documented_query(clock, kvdb):
+    kvdb.store.update({"a": 1})
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, policy=POLICY)
+
+    assert list(client.list_keys("", page_size=5)) == ["a"]
+
+    request = kvdb.requests[0]
+    assert request.method == "GET"
+    assert request.url == f"{BASE_URL}/{BUCKET}/?prefix=&skip=0&limit=5&format=json&values=false"
+
+
+# Regression: pages overlap by one key, so with page_size=1 the offset used to never advance.
+def test_list_keys_with_page_size_one_terminates(clock, kvdb):
+    kvdb.store.update({key: 1 for key in ALL_KEYS[:3]})
+    kvdb.max_requests = 50
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, policy=POLICY)
+
+    assert list(client.list_keys("users__ab__", page_size=1)) == ALL_KEYS[:3]
