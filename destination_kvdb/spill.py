@@ -22,6 +22,9 @@ class SpilledKeys:
         self._db.close()
         self._file.close()
 
+    def add(self, key: str) -> None:
+        self._db.execute("INSERT OR IGNORE INTO keys VALUES (?)", (key,))
+
     def add_all(self, keys: Iterable[str]) -> None:
         self._db.executemany("INSERT OR IGNORE INTO keys VALUES (?)", ((key,) for key in keys))
 

@@ -120,22 +120,27 @@ class StreamSink:
         return count
 
     def remove_earlier_data(self, client: KvdbClient) -> None:
-        """Delete what earlier syncs left; run only once every record of this sync is stored."""
-        with SpilledKeys() as doomed:
+        """Delete what earlier syncs left; run only once every record of this sync is stored.
+
+        Dedup keys carry no tag, so truncate refresh marks them per generation; the markers of
+        kept generations stay, so a later sync of the same generation keeps those keys too.
+        """
+        with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
             if self.dedup:
                 with SpilledKeys() as kept:
-                    kept.add_all(self._kept_marker_digests(client))
+                    for marker in client.list_keys(keys.markers_prefix(self.prefix)):
+                        parsed = keys.parse_marker(self.prefix, marker)
+                        if parsed and parsed[0] >= self.minimum_generation:
+                            kept.add(parsed[1])
+                        else:
+                            stale_markers.add(marker)
                     doomed.add_all(key for key in client.list_keys(self.prefix) if keys.marker_digest(key) not in kept)
             else:
                 doomed.add_all(key for key in client.list_keys(self.prefix) if not self._keeps(key))
             removed = len(doomed)
-            for chunk in doomed.chunks(DELETE_CHUNK):
-                client.delete_keys(chunk)
-        if self.dedup:
-            # Markers go last: if this is interrupted, the next attempt still knows what to keep.
-            with SpilledKeys() as markers:
-                markers.add_all(client.list_keys(keys.markers_prefix(self.prefix)))
-                for chunk in markers.chunks(DELETE_CHUNK):
+            # Stale markers go last: if this is interrupted, the next attempt still knows what to keep.
+            for spilled in (doomed, stale_markers):
+                for chunk in spilled.chunks(DELETE_CHUNK):
                     client.delete_keys(chunk)
         self.finalized = True
         logger.info(f"stream '{self.label}': removed {removed} keys left by earlier syncs")
@@ -148,12 +153,6 @@ class StreamSink:
         if self.overwrite:
             return tag == self.tag
         return tag.startswith("g") and int(tag[1:]) >= self.minimum_generation
-
-    def _kept_marker_digests(self, client: KvdbClient) -> Iterable[str]:
-        for marker in client.list_keys(keys.markers_prefix(self.prefix)):
-            parsed = keys.parse_marker(self.prefix, marker)
-            if parsed and parsed[0] >= self.minimum_generation:
-                yield parsed[1]
 
 
 class KvdbWriter:
