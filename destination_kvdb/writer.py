@@ -205,7 +205,10 @@ class KvdbWriter:
                 continue
             record = message.get("record") if type(message) is dict and message.get("type") == "RECORD" else None
             if type(record) is dict:
-                sink = sinks.get((record.get("namespace") or None, record.get("stream")))
+                try:
+                    sink = sinks.get((record.get("namespace") or None, record.get("stream")))
+                except TypeError:  # an unhashable name: _process_other explains what is wrong
+                    sink = None
                 data = record.get("data")
                 if sink is not None and type(data) is dict:
                     try:
@@ -221,34 +224,47 @@ class KvdbWriter:
         if type(message) is not dict:
             raise _error(f"input line {number} is not an Airbyte message (not a JSON object)")
         kind = message.get("type")
-        if kind == "RECORD":
-            self._reject_record(number, message)
-        elif kind == "STATE":
-            self._state(number, message)
-        elif kind == "TRACE":
-            self._trace(number, message)
-        elif type(kind) is not str:
-            raise _error(f"input line {number} is not an Airbyte message (no message type)")
+        try:
+            if kind == "RECORD":
+                self._reject_record(number, message)
+            elif kind == "STATE":
+                self._state(number, message)
+            elif kind == "TRACE":
+                self._trace(number, message)
+            elif type(kind) is not str:
+                raise _error(f"input line {number} is not an Airbyte message (no message type)")
+        except (AttributeError, TypeError, KeyError, ValueError):  # a field of the wrong shape somewhere
+            raise _error(f"input line {number} is not a valid Airbyte {kind} message") from None
 
     def _reject_record(self, number: int, message: dict) -> None:
         """Explain why a RECORD line did not take the fast path."""
         record = message.get("record")
-        if type(record) is not dict or type(record.get("stream")) is not str or type(record.get("data")) is not dict:
-            raise _error(f"input line {number} is a RECORD message without a stream name or a data object")
-        raise _error(
-            f"input line {number} is a record of stream '{_label(record)}', which is not in the configured catalog",
-            FailureType.config_error,
-        )
+        if type(record) is not dict or type(record.get("data")) is not dict:
+            raise _error(f"input line {number} is a RECORD message without a data object")
+        self._sink_of(number, record)  # raises for a malformed or unknown stream
+        raise _error(f"input line {number} is a RECORD message that could not be read")
+
+    def _sink_of(self, number: int, descriptor: object, required: bool = True) -> Optional[StreamSink]:
+        """The sink of a stream descriptor (or record); an unknown stream is an error only where `required`."""
+        name = descriptor.get("stream", descriptor.get("name")) if type(descriptor) is dict else None
+        namespace = descriptor.get("namespace") if type(descriptor) is dict else None
+        if type(name) is not str or not (namespace is None or type(namespace) is str):
+            raise _error(f"input line {number} names its stream with something other than a string")
+        sink = self.sinks.get((namespace or None, name))
+        if sink is None and required:
+            label = f"{namespace}.{name}" if namespace else name
+            raise _error(
+                f"input line {number} is a record of stream '{label}', which is not in the configured catalog",
+                FailureType.config_error,
+            )
+        return sink
 
     def _state(self, number: int, message: dict) -> None:
         state = message.get("state")
         if type(state) is not dict:
             raise _error(f"input line {number} is a STATE message without a state object")
         if state.get("type") == "STREAM":
-            descriptor = (state.get("stream") or {}).get("stream_descriptor") or {}
-            if type(descriptor.get("name")) is not str:
-                raise _error(f"input line {number} is a STREAM state without a stream name")
-            sink = self.sinks.get((descriptor.get("namespace") or None, descriptor["name"]))
+            sink = self._sink_of(number, (state.get("stream") or {}).get("stream_descriptor"), required=False)
             count = sink.take_records_since_state() if sink else 0
         else:
             total = sum(sink.records for sink in self.sinks.values())
@@ -265,8 +281,7 @@ class KvdbWriter:
         if trace.get("type") != "STREAM_STATUS":
             return
         status = trace.get("stream_status") or {}
-        descriptor = status.get("stream_descriptor") or {}
-        sink = self.sinks.get((descriptor.get("namespace") or None, descriptor.get("name")))
+        sink = self._sink_of(number, status.get("stream_descriptor"), required=False)
         self.statuses_seen = True
         if sink is None or status.get("status") != "COMPLETE":
             return
@@ -294,8 +309,3 @@ class KvdbWriter:
                 f"acknowledged" + (f", and the earlier data of {', '.join(kept[:5])} was kept" if kept else ""),
                 FailureType.transient_error,
             )
-
-
-def _label(record: dict) -> str:
-    namespace = record.get("namespace")
-    return f"{namespace}.{record['stream']}" if namespace else record["stream"]
