@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -78,6 +81,16 @@ def configured_stream(
 
 def catalog(*streams: dict) -> dict:
     return {"streams": list(streams)}
+
+
+def stored(bucket: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """What a user sees in the bucket: (key, value) pairs under prefix, in key order, values as JSON objects."""
+    return bucket.server.items(bucket.bucket_id, prefix)
+
+
+def stored_values(bucket: Any, prefix: str) -> list[Any]:
+    """The values under prefix in key order (for append keys: arrival order)."""
+    return [value for _, value in stored(bucket, prefix)]
 
 
 def config_for(bucket: Any, **overrides: Any) -> dict:
@@ -159,6 +172,70 @@ def run_write(tmp_path: Path, config: dict, configured_catalog: dict, messages: 
     config_path = write_json(tmp_path / "config.json", config)
     catalog_path = write_json(tmp_path / "catalog.json", configured_catalog)
     return run_connector(["write", "--config", config_path, "--catalog", catalog_path], encode_lines(messages))
+
+
+class LiveWrite:
+    """A `write` process fed piece by piece: send messages, then wait (with a deadline) for what it prints.
+
+    Reader threads drain stdout and stderr so the connector never blocks on a full pipe.
+    """
+
+    def __init__(self, tmp_path: Path, config: dict, configured_catalog: dict):
+        config_path = write_json(tmp_path / "config.json", config)
+        catalog_path = write_json(tmp_path / "catalog.json", configured_catalog)
+        self.process = subprocess.Popen(
+            connector_command("write", "--config", config_path, "--catalog", catalog_path),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=connector_env(), cwd=REPO_ROOT,
+        )
+        self._stdout_lines: list[bytes] = []
+        self._stderr_chunks: list[bytes] = []
+        self._unread: queue.Queue = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=lambda: self._stderr_chunks.extend(iter(self.process.stderr.readline, b"")), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        for line in iter(self.process.stdout.readline, b""):
+            self._stdout_lines.append(line)
+            self._unread.put(line)
+        self._unread.put(None)  # end of output
+
+    def send(self, messages: Iterable[Any]) -> None:
+        self.process.stdin.write(encode_lines(messages))
+        self.process.stdin.flush()
+
+    def next_message(self, kind: str, timeout: float = 30.0) -> dict:
+        """The next printed message of this type (others are skipped); fails if none comes before the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._unread.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"the connector printed no {kind} message within {timeout} s") from None
+            if line is None:
+                self._unread.put(None)
+                raise AssertionError(f"the connector ended without printing another {kind} message")
+            message = json.loads(line)
+            if message.get("type") == kind:
+                return message
+
+    def finish(self, timeout: float = RUN_TIMEOUT_SECONDS) -> Run:
+        """Close stdin, wait for the exit, and return the whole run like run_write does."""
+        self.process.stdin.close()
+        exit_code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        stdout, stderr = b"".join(self._stdout_lines).decode(), b"".join(self._stderr_chunks).decode()
+        captured_output.extend([stdout, stderr])
+        return Run(exit_code, stdout, stderr, parse_output(stdout))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
 
 
 def run_check(tmp_path: Path, config: dict) -> Run:

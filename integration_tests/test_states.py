@@ -1,0 +1,96 @@
+"""States through the real connector: echoed in order, unchanged apart from destinationStats, and
+only once the records before them are stored in KvDB.
+"""
+
+import copy
+import json
+
+from harness import (
+    LiveWrite,
+    catalog,
+    config_for,
+    configured_stream,
+    global_state,
+    legacy_state,
+    record,
+    run_write,
+    stored_values,
+    stream_state,
+)
+
+PROTOCOL_TYPES = {"RECORD", "STATE", "LOG", "SPEC", "CONNECTION_STATUS", "CATALOG", "TRACE", "CONTROL"}
+
+
+def with_destination_count(state_message: dict, count: int) -> dict:
+    expected = copy.deepcopy(state_message)
+    expected["state"]["destinationStats"] = {"recordCount": float(count)}
+    return expected
+
+
+def test_states_are_echoed_in_order_unchanged_with_the_record_count_of_their_scope(tmp_path, kvdb_bucket):
+    streams = catalog(configured_stream("users"), configured_stream("accounts", namespace="crm"))
+    users, accounts = (lambda i: record("users", {"id": i})), (lambda i: record("accounts", {"id": i}, "crm"))
+    # (message, expected destinationStats.recordCount); STREAM counts its stream since its last state,
+    # GLOBAL and legacy count every stream since the last GLOBAL or legacy state.
+    script = [
+        (users(1), None),
+        (users(2), None),
+        (accounts(1), None),
+        (stream_state("users", 2, id=17, sourceStats={"recordCount": 2.0}, futureField={"x": 1}), 2),
+        (users(3), None),
+        (accounts(2), None),
+        (accounts(3), None),
+        (stream_state("accounts", 3, "crm", id=18, sourceStats={"recordCount": 3.0}), 3),
+        (global_state("g1", id=19, sourceStats={"recordCount": 6.0}), 6),
+        (users(4), None),
+        (users(5), None),
+        (users(6), None),
+        (legacy_state("legacy-1"), 3),
+        (stream_state("users", 6, id=20), 4),
+        (stream_state("accounts", 3, "crm", id=21), 0),
+        (accounts(4), None),
+        (global_state("g2", id=22, futureField={"x": 1}), 1),
+    ]
+    messages = [message for message, _ in script]
+    expected = [with_destination_count(message, count) for message, count in script if count is not None]
+
+    run = run_write(tmp_path, config_for(kvdb_bucket), streams, messages)
+
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert run.states == expected
+    for state in run.states:
+        assert type(state["state"]["destinationStats"]["recordCount"]) is float  # "3.0" on the wire, not "3"
+    lines = [line for line in run.stdout.splitlines() if line.strip()]
+    assert all(json.loads(line)["type"] in PROTOCOL_TYPES for line in lines)  # stdout holds protocol messages only
+    assert stored_values(kvdb_bucket, "users__ab__") == [{"id": i} for i in range(1, 7)]
+    assert stored_values(kvdb_bucket, "crm__ns__accounts__ab__") == [{"id": i} for i in range(1, 5)]
+
+
+def test_each_state_is_echoed_only_after_every_record_before_it_is_stored(tmp_path, kvdb_bucket):
+    server = kvdb_bucket.server
+    server.set_faults(latency_ms=50)  # every request stays in flight for a while
+    streams = catalog(configured_stream("users"), configured_stream("orders"))
+    live = LiveWrite(tmp_path, config_for(kvdb_bucket, max_request_bytes=32_768), streams)
+    sent = {"users": [], "orders": []}
+    try:
+        for round_number in range(1, 6):
+            batch = []
+            for i in range(400):
+                name = ("users", "orders")[i % 2]
+                data = {"round": round_number, "i": i, "pad": "x" * 200}
+                sent[name].append(data)
+                batch.append(record(name, data))
+            live.send(batch + [global_state(round_number, id=round_number)])
+
+            state = live.next_message("STATE", timeout=60)
+
+            assert state["state"]["id"] == round_number
+            assert stored_values(kvdb_bucket, "users__ab__") == sent["users"]
+            assert stored_values(kvdb_bucket, "orders__ab__") == sent["orders"]
+        run = live.finish()
+    finally:
+        live.kill()
+
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert [state["state"]["id"] for state in run.states] == [1, 2, 3, 4, 5]
+    assert server.stats()["by_kind"]["txn"] >= 15  # several requests per state, in flight together
