@@ -126,14 +126,15 @@ class KvdbRequestHandler(BaseHTTPRequestHandler):
             response = body_error.to_response()
         else:
             response = self._execute(route, request)
+        # Stats are recorded before answering, so a stats request sent after the answer always counts this one.
         if outcome is FaultOutcome.DROP_AFTER_COMMIT and 200 <= response.status < 300:
-            self._drop_connection()
             server.stats.record(route.kind, "dropped", response.ops_applied)
+            self._drop_connection()
             return "dropped"
         if quota is not None:
             response.headers.update(quota.headers())
-        self._send(response)
         server.stats.record(route.kind, response.status, response.ops_applied)
+        self._send(response)
         return response.status
 
     def _execute(self, route: Route, request: Request) -> Response:
@@ -192,15 +193,19 @@ class KvdbRequestHandler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _send(self, response: Response) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
+        """Head and body go out in one write: one segment for small answers, no wait between two sends."""
+        reason = self.responses.get(response.status, ("",))[0]
+        head = [
+            f"{self.protocol_version} {response.status} {reason}",
+            f"Server: {self.version_string()}",
+            f"Date: {self.date_time_string()}",
+            f"Content-Type: {response.content_type}",
+            f"Content-Length: {len(response.body)}",
+            *(f"{name}: {value}" for name, value in response.headers.items()),
+        ]
         if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(response.body)
+            head.append("Connection: close")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1", "strict") + response.body)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed requests and unknown methods get KvDB-style one-line text errors, not HTML."""
