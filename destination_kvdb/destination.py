@@ -7,6 +7,7 @@ is printed and flushed at once (the CDK's own `run` never flushes stdout).
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import sys
@@ -67,6 +68,8 @@ class DestinationKvdb(Destination):
         with open(parsed_args.catalog, "rb") as catalog_file:
             catalog = ConfiguredAirbyteCatalogSerializer.load(orjson.loads(catalog_file.read()))
         logger.info("Begin writing to KvDB...")
+        # What the CDK imported lives for the whole process: keep the cyclic GC from rescanning it.
+        gc.freeze()
         self._write_lines(config, catalog, sys.stdin.buffer, print_line)
 
     def write(
