@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
@@ -25,6 +26,7 @@ logger = logging.getLogger("airbyte")
 
 MAX_OPS_PER_TXN = 10_000
 LIST_PAGE_SIZE = 10_000
+LONG_RATE_LIMIT_WAIT_SECONDS = 5.0
 TXN_OPEN = b'{"txn":['
 TXN_CLOSE = b"]}"
 SET_OP_OVERHEAD = len(b'{"set":"' + b'","value":' + b"},")
@@ -88,6 +90,8 @@ class KvdbSession(requests.Session):
         self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self.trust_env = False
         self._give_up_at = time.monotonic() + policy.overall_limit_seconds if policy.overall_limit_seconds else None
+        self._rate_limit_lock = threading.Lock()
+        self._rate_limit_announced_until = 0.0
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -117,8 +121,7 @@ class KvdbSession(requests.Session):
                             f"KvDB's request quota is used up and does not reset within "
                             f"{policy.max_rate_limit_wait_seconds:.0f} s (max_rate_limit_wait_seconds)"
                         )
-                    if delay >= 5:
-                        logger.warning(f"KvDB rate limit reached, waiting {delay:.0f} s")
+                    self._log_rate_limit_wait(delay)
                     rate_limit_waited += delay
                     retry_deadline += delay
                     time.sleep(delay)
@@ -133,6 +136,20 @@ class KvdbSession(requests.Session):
             logger.info(f"{problem}; retrying in {delay:.1f} s")
             time.sleep(delay)
             attempt += 1
+
+
+    def _log_rate_limit_wait(self, delay: float) -> None:
+        """One line per quota reset, however many requests in flight hit it; short waits at INFO."""
+        if delay < LONG_RATE_LIMIT_WAIT_SECONDS:
+            logger.info(f"KvDB answered 429, retrying in {delay:.1f} s")
+            return
+        wake_at = time.monotonic() + delay
+        with self._rate_limit_lock:
+            first = wake_at > self._rate_limit_announced_until + LONG_RATE_LIMIT_WAIT_SECONDS
+            if first:
+                self._rate_limit_announced_until = wake_at
+        if first:
+            logger.warning(f"KvDB rate limit reached, waiting {delay:.0f} s")
 
 
 def _origin(url: str) -> str:

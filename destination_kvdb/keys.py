@@ -129,6 +129,10 @@ class MissingPrimaryKey(ValueError):
     """A dedup record lacks a primary-key field or has it null."""
 
 
+class InexactPrimaryKey(ValueError):
+    """A primary-key number too large for 64 bits: the parser made it a float, so distinct ids could collide."""
+
+
 def primary_key_values(data: dict, primary_key: list[list[str]]) -> list[Any]:
     values = []
     for path in primary_key:
@@ -137,6 +141,8 @@ def primary_key_values(data: dict, primary_key: list[list[str]]) -> list[Any]:
             if not isinstance(value, dict) or value.get(field) is None:
                 raise MissingPrimaryKey(".".join(path))
             value = value[field]
+        if type(value) is float and abs(value) >= 2**63:
+            raise InexactPrimaryKey(".".join(path))
         values.append(value)
     return values
 

@@ -82,7 +82,13 @@ class StreamSink:
 
     def write(self, data: dict) -> None:
         """The hot path: one record into one op (two for a dedup stream being truncated)."""
-        value = orjson.dumps(data)
+        try:
+            value = orjson.dumps(data)
+        except orjson.JSONEncodeError:  # parsing accepts deeper nesting than encoding does
+            raise RejectedRecord(
+                f"a record of stream '{self.label}' is nested too deeply to be stored as JSON",
+                FailureType.config_error,
+            ) from None
         if len(value) > MAX_VALUE_BYTES:
             raise RejectedRecord(
                 f"a record of stream '{self.label}' is {len(value)} bytes as JSON, over KvDB's limit of "
@@ -106,6 +112,12 @@ class StreamSink:
         except keys.MissingPrimaryKey as missing:
             raise RejectedRecord(
                 f"a record of stream '{self.label}' has no value for its primary key field '{missing}'",
+                FailureType.config_error,
+            ) from None
+        except keys.InexactPrimaryKey as inexact:
+            raise RejectedRecord(
+                f"a record of stream '{self.label}' has a number beyond 64 bits in its primary key field "
+                f"'{inexact}', which JSON parsing cannot keep exact; send it as a string",
                 FailureType.config_error,
             ) from None
         if data.get(CDC_DELETED_AT) is not None:

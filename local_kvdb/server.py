@@ -63,6 +63,11 @@ class KvdbHttpServer(ThreadingHTTPServer):
             self._connections.discard(request)
         super().shutdown_request(request)
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away (it timed out, or a test killed it) is routine here, not a traceback."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
     def close_all_connections(self) -> None:
         """Ends idle keep-alive connections too, so no handler thread outlives a stop()."""
         with self._connections_lock:
