@@ -1,27 +1,10 @@
 """Shared fixtures: a local KvDB server on a free loopback port, and buckets on it."""
 
-import secrets
-import sys
-from dataclasses import dataclass
-
 import pytest
 
+from integration_tests import harness
+from integration_tests.harness import SECRETS_IN_USE, KvdbBucket, new_secret
 from local_kvdb import LocalKvdbServer
-
-
-@dataclass(frozen=True)
-class KvdbBucket:
-    server: LocalKvdbServer
-    bucket_id: str
-    secret_key: str
-
-    @property
-    def url(self) -> str:
-        return self.server.bucket_url(self.bucket_id)
-
-    @property
-    def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret_key}"}
 
 
 @pytest.fixture
@@ -52,19 +35,6 @@ def kvdb_bucket(local_kvdb) -> KvdbBucket:
     return KvdbBucket(local_kvdb, local_kvdb.create_bucket(secret_key=secret_key), secret_key)
 
 
-# Secrets: every secret key a test hands out is distinctive and registered here, and the autouse
-# fixture below fails any integration test whose captured output contains one of them.
-
-SECRETS_IN_USE: set[str] = set()
-
-
-def new_secret(label: str = "") -> str:
-    """A distinctive secret key ("test-secret-" + random token), registered for the leak scan."""
-    secret = f"test-secret-{label}{secrets.token_hex(8)}"
-    SECRETS_IN_USE.add(secret)
-    return secret
-
-
 @pytest.fixture
 def secrets_in_use() -> set[str]:
     """The secret keys handed out so far; add any other credential a test uses so the scan covers it."""
@@ -89,24 +59,18 @@ _OUTPUT_FIXTURES = ("capsys", "capfd", "capsysbinary", "capfdbinary")
 @pytest.fixture(autouse=True)
 def no_secret_in_output(request, caplog):
     """After each test: the connector's output (harness.captured_output), logs and captured stdout/stderr hold no secret."""
-    # The harness may be imported as integration_tests.harness or (rootdir-relative) as harness.
-    import integration_tests.harness  # noqa: F401
-
-    harnesses = [module for module in (sys.modules.get("integration_tests.harness"), sys.modules.get("harness")) if module]
-    for harness in harnesses:
-        harness.captured_output.clear()
+    harness.captured_output.clear()
     requested = [name for name in _OUTPUT_FIXTURES if name in request.fixturenames]
     capture = request.getfixturevalue(requested[0] if requested else "capfd")
     yield
     out, err = capture.readouterr()
     texts = {
-        "connector output (harness.captured_output)": "\n".join(text for harness in harnesses for text in harness.captured_output),
+        "connector output (harness.captured_output)": "\n".join(harness.captured_output),
         "log records (caplog)": caplog.text,
         "captured stdout": out if isinstance(out, str) else out.decode(errors="replace"),
         "captured stderr": err if isinstance(err, str) else err.decode(errors="replace"),
     }
-    for harness in harnesses:
-        harness.captured_output.clear()
+    harness.captured_output.clear()
     leaks = [f"{where} contains secret {secret[:16]}..." for where, text in texts.items() for secret in SECRETS_IN_USE if secret in text]
     if leaks:
         pytest.fail("secret leaked: " + "; ".join(leaks), pytrace=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import subprocess
 import sys
 import threading
@@ -17,12 +18,42 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from local_kvdb import LocalKvdbServer
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAIN = str(REPO_ROOT / "main.py")
 RUN_TIMEOUT_SECONDS = 300
 
 # Everything the connector printed during the current test; conftest scans it for the secret.
 captured_output: list[str] = []
+
+
+@dataclass(frozen=True)
+class KvdbBucket:
+    server: LocalKvdbServer
+    bucket_id: str
+    secret_key: str
+
+    @property
+    def url(self) -> str:
+        return self.server.bucket_url(self.bucket_id)
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret_key}"}
+
+
+# Secrets: every secret key a test hands out is distinctive and registered here, and the autouse
+# fixture below fails any integration test whose captured output contains one of them.
+
+SECRETS_IN_USE: set[str] = set()
+
+
+def new_secret(label: str = "") -> str:
+    """A distinctive secret key ("test-secret-" + random token), registered for the leak scan."""
+    secret = f"test-secret-{label}{secrets.token_hex(8)}"
+    SECRETS_IN_USE.add(secret)
+    return secret
 
 
 def record(stream: str, data: dict, namespace: Optional[str] = None, emitted_at: int = 1_700_000_000_000) -> dict:

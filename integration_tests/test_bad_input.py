@@ -5,7 +5,7 @@ quoting it), everything before the bad line stored and acknowledged, nothing aft
 import json
 
 import pytest
-from harness import (
+from integration_tests.harness import (
     catalog,
     config_for,
     configured_stream,

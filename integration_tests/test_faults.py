@@ -42,7 +42,7 @@ from integration_tests.harness import (
 )
 from local_kvdb import LocalKvdbServer
 
-from conftest import KvdbBucket, new_secret
+from integration_tests.harness import KvdbBucket, new_secret
 
 EVENTS_PREFIX = keys.stream_prefix("events")
 USERS_PREFIX = keys.stream_prefix("users")

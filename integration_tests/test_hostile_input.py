@@ -29,7 +29,7 @@ from destination_kvdb.writer import KvdbWriter
 from integration_tests.harness import catalog, config_for, configured_stream, record, run_check, run_write, stream_state
 from local_kvdb import LocalKvdbServer
 
-from conftest import KvdbBucket, new_secret
+from integration_tests.harness import KvdbBucket, new_secret
 
 APPEND, DEDUP = "s", "d"
 CATALOG = catalog(configured_stream(APPEND, "append"), configured_stream(DEDUP, "append_dedup", primary_key=[["id"]]))

@@ -5,7 +5,7 @@ only once the records before them are stored in KvDB.
 import copy
 import json
 
-from harness import (
+from integration_tests.harness import (
     LiveWrite,
     catalog,
     config_for,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 import requests
-from harness import (
+from integration_tests.harness import (
     catalog,
     config_for,
     configured_stream,
