@@ -215,21 +215,20 @@ class KvdbWriter:
                 if line.strip():
                     raise _error(f"input line {number} is not valid JSON (or not UTF-8)") from None
                 continue
-            record = message.get("record") if type(message) is dict and message.get("type") == "RECORD" else None
-            if type(record) is dict:
+            try:  # subscripts and one except clause are the cheapest checks for the common case
+                record = message["record"] if message["type"] == "RECORD" else None
+                sink = sinks[(record.get("namespace") or None, record["stream"])]
+                data = record["data"]
+            except (KeyError, TypeError, AttributeError):  # not a record of a known stream: _process_other says why
+                sink = data = None
+            if data.__class__ is dict:
                 try:
-                    sink = sinks.get((record.get("namespace") or None, record.get("stream")))
-                except TypeError:  # an unhashable name: _process_other explains what is wrong
-                    sink = None
-                data = record.get("data")
-                if sink is not None and type(data) is dict:
-                    try:
-                        sink.write(data)
-                    except RejectedRecord as rejected:
-                        raise _error(f"input line {number}: {rejected}", rejected.failure_type) from None
-                    if not number % PROGRESS_CHECK_EVERY:
-                        self.progress.maybe_report(sinks.values())
-                    continue
+                    sink.write(data)
+                except RejectedRecord as rejected:
+                    raise _error(f"input line {number}: {rejected}", rejected.failure_type) from None
+                if not number % PROGRESS_CHECK_EVERY:
+                    self.progress.maybe_report(sinks.values())
+                continue
             self._process_other(number, message)
 
     def _process_other(self, number: int, message: object) -> None:
