@@ -13,7 +13,6 @@ sync (or generation), and only when the stream is COMPLETE are the keys of earli
 from __future__ import annotations
 
 import logging
-import time
 from typing import Callable, Iterable, Optional
 
 import orjson

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import select
 import signal
 import socket
@@ -409,7 +408,6 @@ def test_responses_slower_than_the_read_timeout_are_retried_and_stored_once(loca
     server = local_kvdb_factory(faults={"latency_ms": SLOW_LATENCY_MS})
     bucket = make_bucket(server)
     client = KvdbClient(server.url, bucket.bucket_id, bucket.secret_key, max_request_bytes=32768, policy=SLOW_POLICY)
-    started = time.monotonic()
     hook = airbyte_log_hook("timed out", lambda: server.set_faults(latency_ms=0))
     expected = {f"slow.{n:05d}": {"n": n, "pad": "s" * 200} for n in range(600)}
     try:

@@ -12,7 +12,6 @@ exit-code path. Shapes the writer currently mishandles are pinned by strict xfai
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any, Optional
 
