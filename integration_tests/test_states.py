@@ -64,6 +64,9 @@ def test_states_are_echoed_in_order_unchanged_with_the_record_count_of_their_sco
     assert all(json.loads(line)["type"] in PROTOCOL_TYPES for line in lines)  # stdout holds protocol messages only
     assert stored_values(kvdb_bucket, "users__ab__") == [{"id": i} for i in range(1, 7)]
     assert stored_values(kvdb_bucket, "crm__ns__accounts__ab__") == [{"id": i} for i in range(1, 5)]
+    logs = [message["log"]["message"] for message in run.of_type("LOG")]
+    summary = [line for line in logs if line.startswith("sync finished: 10 records")]
+    assert len(summary) == 1 and "crm.accounts: 4 records" in summary[0] and "users: 6 records" in summary[0]
 
 
 def test_each_state_is_echoed_only_after_every_record_before_it_is_stored(tmp_path, kvdb_bucket):
