@@ -222,27 +222,17 @@ def _parse_txn(body: bytes, max_ops: int) -> list[TxnRun]:
         raise HttpError(400, f"txn has {len(raw_ops)} ops, more than the limit of {max_ops}")
     runs: list[TxnRun] = []
     run = TxnRun(is_delete=False, ops=[])
+    dumps, document_kind = orjson.dumps, ValueKind.DOCUMENT
     for index, raw_op in enumerate(raw_ops):
-        if type(raw_op) is not dict:
-            raise HttpError(400, f"txn op {index}: not a JSON object")
-        if "set" in raw_op:
-            if len(raw_op) != 2 or "value" not in raw_op:
-                ttl = _txn_ttl(index, raw_op)
-            else:
-                ttl = None
-            key = _txn_key(index, raw_op["set"])
-            kind, data = from_json(raw_op["value"])
-            if len(data) > MAX_VALUE_BYTES:
-                raise HttpError(400, f"txn op {index}: value longer than {MAX_VALUE_BYTES} bytes")
-            op = (key, kind, data, ttl)
-            is_delete = False
-        elif "delete" in raw_op:
-            if len(raw_op) != 1:
-                raise HttpError(400, f'txn op {index}: a delete op has only "delete"')
-            op = _txn_key(index, raw_op["delete"])
-            is_delete = True
-        else:
-            raise HttpError(400, f'txn op {index}: expected a "set" or "delete" op')
+        # Fast path: {"set": <short ASCII key>, "value": <object>}, what connectors send by the thousand.
+        if type(raw_op) is dict and len(raw_op) == 2 and not run.is_delete:
+            key, value = raw_op.get("set"), raw_op.get("value")
+            if type(value) is dict and type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES:
+                data = dumps(value)
+                if len(data) <= MAX_VALUE_BYTES:
+                    run.ops.append((key.encode(), document_kind, data, None))
+                    continue
+        is_delete, op = _parse_op(index, raw_op)
         if is_delete is not run.is_delete:
             if run.ops:
                 runs.append(run)
@@ -251,6 +241,24 @@ def _parse_txn(body: bytes, max_ops: int) -> list[TxnRun]:
     if run.ops:
         runs.append(run)
     return runs
+
+
+def _parse_op(index: int, raw_op: Any) -> tuple[bool, Any]:
+    """Any op, fully checked: (is_delete, (key, kind, data, ttl) or key); 400 naming the problem."""
+    if type(raw_op) is not dict:
+        raise HttpError(400, f"txn op {index}: not a JSON object")
+    if "set" in raw_op:
+        ttl = _txn_ttl(index, raw_op) if len(raw_op) != 2 or "value" not in raw_op else None
+        key = _txn_key(index, raw_op["set"])
+        kind, data = from_json(raw_op["value"])
+        if len(data) > MAX_VALUE_BYTES:
+            raise HttpError(400, f"txn op {index}: value longer than {MAX_VALUE_BYTES} bytes")
+        return False, (key, kind, data, ttl)
+    if "delete" in raw_op:
+        if len(raw_op) != 1:
+            raise HttpError(400, f'txn op {index}: a delete op has only "delete"')
+        return True, _txn_key(index, raw_op["delete"])
+    raise HttpError(400, f'txn op {index}: expected a "set" or "delete" op')
 
 
 def _txn_ttl(index: int, raw_op: dict) -> float | None:
