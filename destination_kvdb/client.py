@@ -153,8 +153,9 @@ class KvdbSession(requests.Session):
 
 
 def _origin(url: str) -> str:
+    """scheme://host[:port] for messages, without any user:password@ a base_url might carry."""
     scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"
+    return f"{scheme}://{rest.split('/', 1)[0].rpartition('@')[2]}"
 
 
 def _retry_after(response: requests.Response) -> Optional[float]:

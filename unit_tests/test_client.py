@@ -550,3 +550,12 @@ def test_list_keys_with_page_size_one_terminates(clock, kvdb):
     client = KvdbClient(BASE_URL, BUCKET, SECRET, policy=POLICY)
 
     assert list(client.list_keys("users__ab__", page_size=1)) == ALL_KEYS[:3]
+
+
+def test_messages_name_the_server_without_credentials_in_its_url(patch_send):
+    patch_send([requests.ConnectionError("refused")] * 50)
+    client = KvdbClient("http://admin:hunter2@127.0.0.1:9", BUCKET, SECRET, policy=RetryPolicy(max_retry_seconds=0))
+    with pytest.raises(AirbyteTracedException) as raised:
+        client.send_txn(b'{"txn":[]}')
+    assert "http://127.0.0.1:9" in raised.value.message
+    assert "hunter2" not in raised.value.message
