@@ -59,18 +59,19 @@ class AckPipeline:
         self._executor.shutdown(wait=True)
 
     def _send_and_ack(self, number: int, body: bytes) -> None:
+        """Runs on a worker: a failure to send, or to print a released state, stops all later states."""
         try:
             self._send(body)
+            with self._lock:
+                self._acked_later.add(number)
+                while self._acked_through + 1 in self._acked_later:
+                    self._acked_through += 1
+                    self._acked_later.remove(self._acked_through)
+                self._release_ready_states()
         except BaseException as error:
             with self._lock:
                 self._failure = self._failure or error
             raise
-        with self._lock:
-            self._acked_later.add(number)
-            while self._acked_through + 1 in self._acked_later:
-                self._acked_through += 1
-                self._acked_later.remove(self._acked_through)
-            self._release_ready_states()
 
     def _release_ready_states(self) -> None:
         """Called with the lock held, which keeps released states in arrival order."""
