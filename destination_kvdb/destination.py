@@ -37,7 +37,6 @@ from destination_kvdb.writer import KvdbWriter
 
 logger = logging.getLogger("airbyte")
 
-DEFAULT_BASE_URL = "https://kvdb.io"
 # check answers within about 30 s whatever KvDB does: 25 s for everything, plus one last timeout.
 CHECK_POLICY = RetryPolicy(
     max_retry_seconds=15,
@@ -63,8 +62,7 @@ class DestinationKvdb(Destination):
             super().run(args)
             return
         init_uncaught_exception_handler(logger)
-        config = self.read_config(config_path=parsed_args.config)
-        self._validate_config(config)
+        config = self._validated_config(self.read_config(config_path=parsed_args.config))
         with open(parsed_args.catalog, "rb") as catalog_file:
             catalog = ConfiguredAirbyteCatalogSerializer.load(orjson.loads(catalog_file.read()))
         logger.info("Begin writing to KvDB...")
@@ -79,7 +77,7 @@ class DestinationKvdb(Destination):
         input_messages: Iterable[AirbyteMessage],
     ) -> Iterable[AirbyteMessage]:
         """The CDK's in-process interface: the same writer, states yielded as soon as they are released."""
-        self._validate_config(config)
+        config = self._validated_config(config)
         outbox: queue.Queue = queue.Queue()
         finished = object()
         lines = (orjson.dumps(AirbyteMessageSerializer.dump(message)) for message in input_messages)
@@ -100,8 +98,7 @@ class DestinationKvdb(Destination):
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Write, read back, list and delete a probe key; never raises, and never quotes the secret."""
         try:
-            self._validate_config(config)
-            client = _client(config, CHECK_POLICY)
+            client = _client(self._validated_config(config), CHECK_POLICY)
             try:
                 _probe(client)
             finally:
@@ -112,13 +109,14 @@ class DestinationKvdb(Destination):
             return AirbyteConnectionStatus(status=Status.FAILED, message=f"Unexpected error ({type(error).__name__})")
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
-    def _validate_config(self, config: Mapping[str, Any]) -> None:
-        """Register the secret for masking, then validate without ever quoting a value."""
+    def _validated_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Register the secret for masking, validate without ever quoting a value, fill in the spec's defaults."""
         spec = self.spec(logger).connectionSpecification
         update_secrets(get_secrets(spec, config) if isinstance(config, Mapping) else [])
         error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(spec).iter_errors(config))
         if error is None:
-            return
+            defaults = {name: field["default"] for name, field in spec["properties"].items() if "default" in field}
+            return {**defaults, **config}
         if error.validator == "required":
             problem = error.message
         else:
@@ -133,12 +131,12 @@ class DestinationKvdb(Destination):
         lines: Iterable[bytes],
         emit: Callable[[bytes], None],
     ) -> None:
-        client = _client(config, RetryPolicy(
-            max_retry_seconds=config.get("max_retry_seconds", 300),
-            max_rate_limit_wait_seconds=config.get("max_rate_limit_wait_seconds", 3600),
-        ))
+        policy = RetryPolicy(
+            max_retry_seconds=config["max_retry_seconds"], max_rate_limit_wait_seconds=config["max_rate_limit_wait_seconds"]
+        )
+        client = _client(config, policy)
         try:
-            writer = KvdbWriter(catalog, client, emit, max_in_flight=config.get("max_requests_in_flight", 4))
+            writer = KvdbWriter(catalog, client, emit, max_in_flight=config["max_requests_in_flight"])
             writer.write_lines(lines)
         finally:
             client.close()
@@ -146,11 +144,11 @@ class DestinationKvdb(Destination):
 
 def _client(config: Mapping[str, Any], policy: RetryPolicy) -> KvdbClient:
     return KvdbClient(
-        config.get("base_url") or DEFAULT_BASE_URL,
+        config["base_url"],
         config["bucket_id"],
         config["secret_key"],
-        max_request_bytes=config.get("max_request_bytes", 1_048_576),
-        pool_size=config.get("max_requests_in_flight", 4),
+        max_request_bytes=config["max_request_bytes"],
+        pool_size=config["max_requests_in_flight"],
         policy=policy,
     )
 
