@@ -22,14 +22,12 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.adapters import HTTPAdapter
 
+from destination_kvdb.transactions import TxnPacker, delete_op
+
 logger = logging.getLogger("airbyte")
 
-MAX_OPS_PER_TXN = 10_000
 LIST_PAGE_SIZE = 10_000
 LONG_RATE_LIMIT_WAIT_SECONDS = 5.0
-TXN_OPEN = b'{"txn":['
-TXN_CLOSE = b"]}"
-SET_OP_OVERHEAD = len(b'{"set":"' + b'","value":' + b"},")
 
 
 @dataclass(frozen=True)
@@ -183,71 +181,6 @@ def _server_message(response: requests.Response) -> str:
     """The first line of KvDB's error body, short, for messages such as `KvDB answered 500: ...`."""
     lines = response.text.strip().splitlines()
     return f": {lines[0][:200]}" if lines else ""
-
-
-class TxnPacker:
-    """Packs ops straight into transaction bodies bounded by bytes and op count.
-
-    Writing into one growing buffer, rather than keeping a list of op objects, is the cheapest
-    way to batch in Python. `conflict_key`s travel with each body, so the sender can keep two
-    requests that touch the same key from being in flight together (their order would
-    otherwise be up to the network).
-    """
-
-    def __init__(self, max_bytes: int, send: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
-        self.max_bytes = max_bytes
-        self.max_ops = max_ops
-        self._send = send
-        self._reset()
-
-    def _reset(self) -> None:
-        self._body = bytearray(TXN_OPEN)
-        self._room = self.max_bytes - len(TXN_OPEN) - len(TXN_CLOSE) + 1  # the last op's comma is replaced
-        self._slots = self.max_ops
-        self._conflict_keys: set[str] = set()
-
-    def add_set(self, key_head: bytes, key_tail: bytes, value: bytes, conflict_key: Optional[str] = None) -> None:
-        """Add {"set": key_head + key_tail, "value": value}: a JSON-safe ASCII key and an encoded value."""
-        size = len(key_head) + len(key_tail) + len(value) + SET_OP_OVERHEAD
-        if size > self._room or not self._slots:
-            self.flush()
-        body = self._body
-        body += b'{"set":"'
-        body += key_head
-        body += key_tail
-        body += b'","value":'
-        body += value
-        body += b"},"
-        self._room -= size
-        self._slots -= 1
-        if conflict_key is not None:
-            self._conflict_keys.add(conflict_key)
-
-    def add(self, op: bytes, conflict_key: Optional[str] = None) -> None:
-        """Add any encoded op."""
-        if len(op) + 1 > self._room or not self._slots:
-            self.flush()
-        self._body += op
-        self._body += b","
-        self._room -= len(op) + 1
-        self._slots -= 1
-        if conflict_key is not None:
-            self._conflict_keys.add(conflict_key)
-
-    def flush(self) -> None:
-        if self._slots < self.max_ops:
-            self._body[-1:] = TXN_CLOSE
-            body, conflict_keys = bytes(self._body), self._conflict_keys
-            self._reset()
-            self._send(body, conflict_keys)
-
-
-def set_op(key: str, value: object) -> bytes:
-    return orjson.dumps({"set": key, "value": value})
-
-
-def delete_op(key: str) -> bytes:
-    return orjson.dumps({"delete": key})
 
 
 class KvdbClient:

@@ -32,7 +32,8 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.client import KvdbClient, RetryPolicy, set_op
+from destination_kvdb.client import KvdbClient, RetryPolicy
+from destination_kvdb.transactions import set_op
 from destination_kvdb.writer import KvdbWriter
 
 logger = logging.getLogger("airbyte")

@@ -20,7 +20,8 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
-from destination_kvdb.client import KvdbClient, TxnPacker, delete_op, set_op
+from destination_kvdb.client import KvdbClient
+from destination_kvdb.transactions import TxnPacker, delete_op, set_op
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress

@@ -24,7 +24,8 @@ import pytest
 import requests
 
 from destination_kvdb import keys
-from destination_kvdb.client import KvdbClient, RetryPolicy, set_op
+from destination_kvdb.client import KvdbClient, RetryPolicy
+from destination_kvdb.transactions import set_op
 from integration_tests.harness import (
     REPO_ROOT,
     captured_output,

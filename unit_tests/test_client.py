@@ -12,7 +12,8 @@ import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.client import KvdbClient, RetryPolicy, TxnPacker, delete_op, set_op
+from destination_kvdb.client import KvdbClient, RetryPolicy
+from destination_kvdb.transactions import TxnPacker, delete_op, set_op
 
 SECRET = "sekret-XYZ-123"
 BASE_URL = "https://kvdb.test"
