@@ -6,6 +6,7 @@ MAIN_REQUIREMENTS = [
     "airbyte-cdk>=7,<8",
     "requests>=2.31,<3",
     "orjson>=3.9,<4",
+    "msgspec>=0.19,<0.23",
 ]
 
 TEST_REQUIREMENTS = [
