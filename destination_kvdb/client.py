@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
-from urllib.parse import quote
+from urllib.parse import quote, urljoin
 
 import orjson
 import requests
@@ -97,6 +97,7 @@ class KvdbSession(requests.Session):
     def request(self, method, url, **kwargs) -> requests.Response:  # type: ignore[override]
         """Send, retrying 429, 5xx, timeouts and dropped connections within the policy's limits."""
         policy = self.policy
+        kwargs["allow_redirects"] = False  # followed, a POST answered 301 becomes a GET that "succeeds"
         kwargs["timeout"] = (policy.connect_timeout_seconds, policy.read_timeout_seconds)
         retry_deadline = time.monotonic() + policy.max_retry_seconds
         if self._give_up_at is not None:
@@ -125,6 +126,8 @@ class KvdbSession(requests.Session):
                     time.sleep(delay)
                     attempt += 1
                     continue
+                if 300 <= response.status_code < 400:
+                    raise _redirected(url, response)
                 if response.status_code < 500:
                     return response
                 problem = f"KvDB answered {response.status_code}{_server_message(response)}"
@@ -154,6 +157,21 @@ def _origin(url: str) -> str:
     """scheme://host[:port] for messages, without any user:password@ a base_url might carry."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0].rpartition('@')[2]}"
+
+
+def _redirected(url: str, response: requests.Response) -> AirbyteTracedException:
+    """Where KvDB sent us, origin only: a Location may carry credentials, paths or query keys."""
+    origin = _origin(url)
+    location = response.headers.get("Location")
+    if not location:
+        advice = "answered a redirect without a Location; check base_url"
+    else:
+        target = _origin(urljoin(url, location))
+        if target == origin:
+            advice = "redirected the request to another path on the same server; check base_url"
+        else:
+            advice = f"redirected the request to {target}; set base_url to {target}"
+    return AirbyteTracedException(message=f"KvDB at {origin} {advice}", failure_type=FailureType.config_error)
 
 
 def _retry_after(response: requests.Response) -> Optional[float]:

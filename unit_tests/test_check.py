@@ -93,9 +93,18 @@ def quota_used_up(request, respond, clock):
     return respond(429, headers={"X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(reset)})
 
 
-def only(matches, status, body=b""):
+def only(matches, status, body=b"", headers=None):
     """Answer requests that `matches` with status/body; let the fake server answer the rest."""
-    return lambda request, respond, clock: respond(status, body) if matches(request) else None
+    return lambda request, respond, clock: respond(status, body, headers) if matches(request) else None
+
+
+def redirect_to(location):
+    def answer(request, respond, clock):
+        response = respond(301, headers={"Location": location})
+        response.request = request  # as HTTPAdapter.build_response does; requests reads it for redirects
+        return response
+
+    return answer
 
 
 def every(request) -> bool:
@@ -107,6 +116,10 @@ SCENARIOS = {
     "401": (only(every, 401, "wrong key"), "secret key is wrong or lacks permission"),
     "403 on read": (only(is_read, 403, "blocked"), "secret key is wrong or lacks permission"),
     "404 bucket": (only(every, 404, "not found"), "bucket not found"),
+    "redirect": (
+        redirect_to("https://kvdb.io/bkt"),
+        "KvDB at https://kvdb.test redirected the request to https://kvdb.io; set base_url to https://kvdb.io",
+    ),
     "read-back mismatch": (only(is_read, 200, b'{"written_by":"someone else"}'), "did not return the value on read-back"),
     "read-back missing": (only(is_read, 404, "key not found"), "did not return the value on read-back"),
     "not listed": (only(is_list, 200, b"[]"), "did not list the key"),

@@ -308,6 +308,45 @@ def test_reading_quotes_the_key(client, clock, patch_send, respond):
     assert send.call_args_list[0].args[0].url == f"{BASE_URL}/{BUCKET}/a%2Fb%20c"
 
 
+# --- redirects ----------------------------------------------------------------------------------
+
+REDIRECTS = {
+    "to another origin": (
+        "https://admin:pw@kvdb.io:8443/bkt?key=x",
+        "KvDB at https://kvdb.test redirected the request to https://kvdb.io:8443; set base_url to https://kvdb.io:8443",
+    ),
+    "to a path on the same server": (
+        "/elsewhere/bkt",
+        "KvDB at https://kvdb.test redirected the request to another path on the same server; check base_url",
+    ),
+    "to nowhere": (None, "KvDB at https://kvdb.test answered a redirect without a Location; check base_url"),
+}
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("call", CALLS, ids=str)
+@pytest.mark.parametrize("redirect", REDIRECTS, ids=str)
+def test_a_redirect_is_never_followed(client, clock, patch_send, respond, caplog, status, call, redirect):
+    """Followed, a POST answered 301 becomes a GET that succeeds with nothing stored: stop instead."""
+    location, expected = REDIRECTS[redirect]
+    answers = iter([respond(status, headers={"Location": location} if location else {}), respond(200, b"[]")])
+
+    def send_answering(request, **kwargs):
+        response = next(answers)
+        response.request = request  # as HTTPAdapter.build_response does; requests reads it for redirects
+        return response
+
+    send = patch_send(send_answering)
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        CALLS[call](client)
+
+    assert raised.value.failure_type == FailureType.config_error
+    assert raised.value.message == expected  # origin only: no user:password, path or query
+    assert send.call_count == 1 and clock.sleeps == []  # followed, the 200 would have been fetched too
+    assert_no_secret(raised.value, client, caplog)
+
+
 # --- the secret never leaks ----------------------------------------------------------------------
 
 SECRET_SCENARIOS = {

@@ -1,0 +1,77 @@
+"""The real connector against transport trouble: redirects, secrets HTTP cannot carry, bodies refused as too large."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Iterator
+
+import pytest
+
+from integration_tests.harness import (
+    KvdbBucket,
+    catalog,
+    config_for,
+    configured_stream,
+    record,
+    run_check,
+    run_write,
+    stored,
+    stream_state,
+)
+
+STREAMS = catalog(configured_stream("users"))
+MESSAGES = [record("users", {"id": i}) for i in range(3)] + [stream_state("users", 3)]
+
+
+class Redirector(BaseHTTPRequestHandler):
+    """Answers every request with 301 to the same path on `server.target` (like an http -> https redirect)."""
+
+    def _redirect(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(301)
+        self.send_header("Location", self.server.target + self.path)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_DELETE = _redirect
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def redirector(kvdb_bucket) -> Iterator[str]:
+    """The URL of a loopback server that redirects every request to kvdb_bucket's server."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirector)
+    server.target = kvdb_bucket.server.url
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def redirect_message(redirector: str, bucket: KvdbBucket) -> str:
+    target = bucket.server.url
+    return f"KvDB at {redirector} redirected the request to {target}; set base_url to {target}"
+
+
+def test_write_stops_at_a_redirect_and_acknowledges_nothing(tmp_path, kvdb_bucket, redirector):
+    run = run_write(tmp_path, config_for(kvdb_bucket, base_url=redirector), STREAMS, MESSAGES)
+
+    assert run.exit_code != 0
+    (error,) = run.errors
+    assert error["failure_type"] == "config_error"
+    assert error["message"] == redirect_message(redirector, kvdb_bucket)
+    assert run.states == []
+    assert stored(kvdb_bucket) == []
+    assert kvdb_bucket.server.stats()["requests"] == 0  # not even a GET: the redirect was never followed
+
+
+def test_check_fails_at_a_redirect_naming_where_to(tmp_path, kvdb_bucket, redirector):
+    run = run_check(tmp_path, config_for(kvdb_bucket, base_url=redirector))
+
+    assert run.connection_status == {"status": "FAILED", "message": redirect_message(redirector, kvdb_bucket)}
+    assert kvdb_bucket.server.stats()["requests"] == 0
