@@ -52,6 +52,12 @@ class _BearerAuth(requests.auth.AuthBase):
     """Adds the secret as a Bearer header; its repr never shows the secret."""
 
     def __init__(self, secret: str):
+        if not _sendable_in_a_header(secret):
+            # Otherwise the first request fails with an error about encodings, or one quoting the header.
+            raise AirbyteTracedException(
+                message="Invalid config: the secret key contains characters that cannot be sent in an HTTP header",
+                failure_type=FailureType.config_error,
+            )
         self._secret = secret
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -60,6 +66,11 @@ class _BearerAuth(requests.auth.AuthBase):
 
     def __repr__(self) -> str:
         return "_BearerAuth(****)"
+
+
+def _sendable_in_a_header(text: str) -> bool:
+    """Latin-1 (what HTTP header values are encoded as) without control characters."""
+    return all(" " <= char <= "~" or "\xa0" <= char <= "\xff" for char in text)
 
 
 def _transient(message: str) -> AirbyteTracedException:

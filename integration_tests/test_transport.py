@@ -13,6 +13,7 @@ from integration_tests.harness import (
     catalog,
     config_for,
     configured_stream,
+    new_secret,
     record,
     run_check,
     run_write,
@@ -74,4 +75,21 @@ def test_check_fails_at_a_redirect_naming_where_to(tmp_path, kvdb_bucket, redire
     run = run_check(tmp_path, config_for(kvdb_bucket, base_url=redirector))
 
     assert run.connection_status == {"status": "FAILED", "message": redirect_message(redirector, kvdb_bucket)}
+    assert kvdb_bucket.server.stats()["requests"] == 0
+
+
+UNSENDABLE_SECRET_MESSAGE = "Invalid config: the secret key contains characters that cannot be sent in an HTTP header"
+
+
+def test_a_secret_http_cannot_carry_stops_write_and_check_before_any_request(tmp_path, kvdb_bucket):
+    config = config_for(kvdb_bucket, secret_key=new_secret("ключ-"))  # registered: the scan fails the test if it leaks
+
+    write = run_write(tmp_path, config, STREAMS, MESSAGES)
+    check = run_check(tmp_path, config)
+
+    assert write.exit_code != 0
+    (error,) = write.errors
+    assert (error["failure_type"], error["message"]) == ("config_error", UNSENDABLE_SECRET_MESSAGE)
+    assert write.states == []
+    assert check.connection_status == {"status": "FAILED", "message": UNSENDABLE_SECRET_MESSAGE}
     assert kvdb_bucket.server.stats()["requests"] == 0

@@ -76,6 +76,19 @@ def test_invalid_config_fails_without_a_request(kvdb, clock, caplog, config, exp
     assert kvdb.requests == []
 
 
+UNSENDABLE_SECRETS = {"non-latin-1": "sekret-ключ-123", "line break": "sekret\r\nX-Injected: 1", "control": "sekret\x00123"}
+
+
+@pytest.mark.parametrize("secret", UNSENDABLE_SECRETS.values(), ids=UNSENDABLE_SECRETS)
+def test_a_secret_http_cannot_carry_fails_clearly_without_a_request(kvdb, clock, caplog, secret):
+    status = DestinationKvdb().check(logging.getLogger("airbyte"), {**CONFIG, "secret_key": secret})
+
+    assert status.status == Status.FAILED
+    assert status.message == "Invalid config: the secret key contains characters that cannot be sent in an HTTP header"
+    assert kvdb.requests == []
+    assert "sekret" not in caplog.text
+
+
 def unreachable(clock):
     def send(request, **kwargs):
         clock.advance(CHECK_POLICY.connect_timeout_seconds)  # each attempt waits out the connect timeout

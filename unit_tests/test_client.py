@@ -373,6 +373,28 @@ def test_the_secret_never_appears(client, clock, patch_send, respond, caplog, sc
     assert send.call_args_list[0].args[0].headers["Authorization"] == "Bearer sekret-XYZ-123"
 
 
+@pytest.mark.parametrize("secret", ["sekret-ключ", "sekret-😀", "sek\nret", "sek\x7fret", "sek\x85ret"])
+def test_a_secret_http_cannot_carry_is_refused_before_any_request(patch_send, secret):
+    send = patch_send([])
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        KvdbClient(BASE_URL, BUCKET, secret, policy=POLICY)
+
+    assert raised.value.failure_type == FailureType.config_error
+    assert "cannot be sent in an HTTP header" in raised.value.message
+    assert "sek" not in str(raised.value.as_airbyte_message())
+    assert send.call_count == 0
+
+
+@pytest.mark.parametrize("secret", ["sekret-Überkey-é", "plain", "with space and ~!@#$%^&*()"])
+def test_a_latin_1_secret_is_sent_as_is(patch_send, respond, secret):
+    send = patch_send([respond(200)])
+
+    KvdbClient(BASE_URL, BUCKET, secret, policy=POLICY).send_txn(BODY)
+
+    assert send.call_args_list[0].args[0].headers["Authorization"] == f"Bearer {secret}"
+
+
 # --- TxnPacker -----------------------------------------------------------------------------------
 
 
