@@ -10,6 +10,11 @@ MAX_OPS_PER_TXN = 10_000
 TXN_OPEN = b'{"txn":['
 TXN_CLOSE = b"]}"
 SET_OP_OVERHEAD = len(b'{"set":"' + b'","value":' + b"},")
+OPEN_BRACE = ord("{")
+
+
+class NotAnObject(ValueError):
+    """A record value that is not a JSON object; nothing of it was added."""
 
 
 class TxnPacker:
@@ -34,7 +39,11 @@ class TxnPacker:
         self._conflict_keys: set[str] = set()
 
     def add_set(self, key_head: bytes, key_tail: bytes, value: bytes, conflict_key: Optional[str] = None) -> None:
-        """Add {"set": key_head + key_tail, "value": value}: a JSON-safe ASCII key and an encoded value."""
+        """Add {"set": key_head + key_tail, "value": value}: a JSON-safe ASCII key and an encoded JSON object.
+
+        `value` may be any buffer (a record's raw bytes); checking its first byte here, once it is in
+        the body, is far cheaper than looking into it before.
+        """
         size = len(key_head) + len(key_tail) + len(value) + SET_OP_OVERHEAD
         if size > self._room or not self._slots:
             self.flush()
@@ -44,6 +53,9 @@ class TxnPacker:
         body += key_tail
         body += b'","value":'
         body += value
+        if body[-len(value)] != OPEN_BRACE:
+            del body[len(body) - size + 2 :]  # the op minus its "},"
+            raise NotAnObject()
         body += b"},"
         self._room -= size
         self._slots -= 1
@@ -60,6 +72,10 @@ class TxnPacker:
         self._slots -= 1
         if conflict_key is not None:
             self._conflict_keys.add(conflict_key)
+
+    @property
+    def has_ops(self) -> bool:
+        return self._slots < self.max_ops
 
     def flush(self) -> None:
         if self._slots < self.max_ops:
