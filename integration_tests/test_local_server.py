@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import requests
 
@@ -157,15 +158,38 @@ def test_key_and_value_limits_are_128_and_16384_bytes(kvdb_bucket):
     assert requests.put(kvdb_bucket.url + "/big", data=b"x" * 16384).status_code == 201
 
 
-def test_txn_op_count_and_body_size_limits_are_configurable(make_bucket, local_kvdb_factory):
-    bucket = make_bucket(local_kvdb_factory(max_txn_ops=3, max_body_bytes=2000))
+def test_txn_op_count_limit_is_configurable(make_bucket, local_kvdb_factory):
+    bucket = make_bucket(local_kvdb_factory(max_txn_ops=3))
     assert txn(bucket, [{"set": f"k{i}", "value": i} for i in range(3)]).status_code == 200
     assert_one_line_text_error(txn(bucket, [{"set": f"k{i}", "value": i} for i in range(4)]), 400)
+    assert bucket.server.items(bucket.bucket_id) == [("k0", 0), ("k1", 1), ("k2", 2)]
+
+
+def test_a_body_over_the_limit_is_413_and_applies_nothing(make_bucket, local_kvdb_factory):
+    bucket = make_bucket(local_kvdb_factory(max_body_bytes=2000))
+    at_limit = {"txn": [{"set": "fits", "value": "x" * (2000 - len('{"txn":[{"set":"fits","value":""}]}'))}]}
+    assert len(orjson.dumps(at_limit)) == 2000
     with requests.Session() as session:
+        assert session.post(bucket.url, data=orjson.dumps(at_limit), headers=bucket.auth_headers).status_code == 200
         too_big = session.post(bucket.url, json={"txn": [{"set": "big", "value": "x" * 3000}]}, headers=bucket.auth_headers)
-        assert_one_line_text_error(too_big, 400)
-        assert session.get(bucket.url + "/k0").text == "0"  # the connection is still usable
-    assert bucket.server.get_value(bucket.bucket_id, "big") is None
+        assert_one_line_text_error(too_big, 413)
+        assert_one_line_text_error(session.put(bucket.url + "/raw", data=b"x" * 2001), 413)
+        assert session.get(bucket.url + "/fits").status_code == 200  # the connection is still usable
+    assert [key for key, _ in bucket.server.items(bucket.bucket_id)] == ["fits"]
+    assert bucket.server.stats()["by_status"]["413"] == 2
+
+
+def test_the_body_limit_changes_while_running_and_none_lifts_it(make_bucket, local_kvdb_factory):
+    bucket = make_bucket(local_kvdb_factory(max_body_bytes=None))
+    assert txn(bucket, [{"set": "k", "value": "x" * 100}]).status_code == 200
+    bucket.server.set_faults(max_body_bytes=20)
+    assert_one_line_text_error(txn(bucket, [{"set": "k", "value": "x" * 100}]), 413)
+    admin = bucket.server.url + "/_admin/faults"
+    lifted = requests.post(admin, json={"max_body_bytes": None})  # 24 bytes: admin bodies are never limited
+    assert (lifted.status_code, lifted.json()["max_body_bytes"]) == (200, None)
+    assert txn(bucket, [{"set": "k2", "value": "x" * 100}]).status_code == 200
+    for bad in [{"max_body_bytes": -1}, {"max_body_bytes": 1.5}, {"max_body_bytes": "1k"}]:
+        assert_one_line_text_error(requests.post(admin, json=bad), 400)
 
 
 def test_readers_never_see_half_a_txn(kvdb_bucket):
@@ -528,6 +552,7 @@ def test_admin_faults_endpoint_reads_and_changes_settings(kvdb_bucket):
         "drop_after_commit_rate": 0.0,
         "latency_ms": 0.0,
         "seed": None,
+        "max_body_bytes": 32 * 1024 * 1024,
     }
     changed = requests.post(admin, json={"error_429_rate": 1.0, "retry_after_seconds": 0})
     assert (changed.status_code, changed.json()["error_429_rate"]) == (200, 1.0)
@@ -620,7 +645,7 @@ def read_line(stream, deadline: float) -> str:
 def test_cli_prints_url_and_bucket_serves_and_stops_on_sigterm(tmp_path):
     secret = "cli-secret-value"
     command = [sys.executable, "-m", "local_kvdb", "--db", str(tmp_path / "cli.sqlite3"), "--bucket-id", "DemoBucket"]
-    command += ["--secret-key", secret, "--verbose", "--rate-limit", "100"]
+    command += ["--secret-key", secret, "--verbose", "--rate-limit", "100", "--max-body-bytes", "4096"]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     try:
         deadline = time.monotonic() + 10
@@ -632,6 +657,7 @@ def test_cli_prints_url_and_bucket_serves_and_stops_on_sigterm(tmp_path):
         response = requests.post(bucket_url, json={"txn": [{"set": "k", "value": 1}]}, headers={"Authorization": f"Bearer {secret}"})
         assert (response.status_code, response.headers["X-Ratelimit-Limit"]) == (200, "100")
         assert requests.get(bucket_url + "/", params={"key": secret}).status_code == 200
+        assert requests.put(bucket_url + "/big", data=b"x" * 4097).status_code == 413
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=10)

@@ -37,7 +37,8 @@ class LocalKvdbServer:
 
     rate_limit: None (off) or (requests, window_seconds), e.g. DEFAULT_RATE_LIMIT. clock: seconds since the
     epoch, for TTLs, tokens and rate-limit windows (default time.time). db_path ":memory:" keeps no file
-    (and nothing across a restart)."""
+    (and nothing across a restart). max_body_bytes: larger request bodies get 413 (None: no limit); it is a
+    fault setting, so set_faults(max_body_bytes=...) and POST /_admin/faults change it while running."""
 
     def __init__(
         self,
@@ -47,7 +48,7 @@ class LocalKvdbServer:
         faults: dict[str, Any] | None = None,
         rate_limit: tuple[int, float] | None = None,
         max_txn_ops: int = DEFAULT_MAX_TXN_OPS,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_body_bytes: int | None = DEFAULT_MAX_BODY_BYTES,
         clock: Callable[[], float] | None = None,
         verbose: bool = False,
     ):
@@ -60,11 +61,10 @@ class LocalKvdbServer:
         self.db_path = str(db_path)
         self.host = host
         self.port = port
-        self._faults = FaultInjector(**(faults or {}))
+        self._faults = FaultInjector(**{"max_body_bytes": max_body_bytes, **(faults or {})})
         self._stats = RequestStats()
         self._rate_limit = rate_limit
         self._max_txn_ops = max_txn_ops
-        self._max_body_bytes = max_body_bytes
         self._clock = clock or time.time
         self._verbose = verbose
         self._store: KvStore | None = None
@@ -86,7 +86,7 @@ class LocalKvdbServer:
         api = KvdbApi(store, self._clock, self._max_txn_ops)
         try:
             httpd = KvdbHttpServer(
-                (self.host, self.port), api, self._faults, self._stats, rate_limiter, self._max_body_bytes, self._verbose
+                (self.host, self.port), api, self._faults, self._stats, rate_limiter, self._verbose
             )
         except OSError:
             store.close()

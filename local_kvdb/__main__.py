@@ -29,7 +29,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--max-txn-ops", type=int, default=DEFAULT_MAX_TXN_OPS)
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument(
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="larger request bodies get 413 (default: 32 MiB)"
+    )
     parser.add_argument("--verbose", action="store_true", help="log one line per request to stderr")
     return parser.parse_args(argv)
 

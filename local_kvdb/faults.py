@@ -1,4 +1,5 @@
-"""Fault injection: latency, 500s, 429s, and writes committed whose response is never sent.
+"""Fault injection: latency, 500s, 429s, writes committed whose response is never sent, and a request body
+limit (larger bodies get 413, as from a proxy in front of KvDB).
 
 Decisions are drawn per request from one lock-protected random.Random(seed), so a seeded run with
 the same request sequence fails the same way.
@@ -25,6 +26,7 @@ class FaultSettings:
     drop_after_commit_rate: float = 0.0
     latency_ms: float = 0.0
     seed: int | None = None
+    max_body_bytes: int | None = None  # None: no limit
 
     def __post_init__(self):
         for name in ("error_500_rate", "error_429_rate", "drop_after_commit_rate"):
@@ -37,6 +39,8 @@ class FaultSettings:
             raise ValueError("retry_after_seconds must be a non-negative integer")
         if self.seed is not None and not _is_int(self.seed):
             raise ValueError("seed must be an integer or null")
+        if self.max_body_bytes is not None and (not _is_int(self.max_body_bytes) or self.max_body_bytes < 0):
+            raise ValueError("max_body_bytes must be a non-negative integer or null")
 
 
 class FaultInjector:

@@ -35,14 +35,12 @@ class KvdbHttpServer(ThreadingHTTPServer):
         faults: FaultInjector,
         stats: RequestStats,
         rate_limiter: FixedWindowRateLimiter | None,
-        max_body_bytes: int,
         verbose: bool,
     ):
         self.api = api
         self.faults = faults
         self.stats = stats
         self.rate_limiter = rate_limiter
-        self.max_body_bytes = max_body_bytes
         self.verbose = verbose
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
@@ -88,11 +86,12 @@ class KvdbRequestHandler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         started = time.perf_counter()
         url = urlsplit(self.path)
-        try:
-            body, body_error = self._read_body(), None
+        is_admin = url.path.startswith(ADMIN_PREFIX)
+        try:  # admin requests are exempt from the body limit, so a tiny limit can always be lifted again
+            body, body_error = self._read_body(None if is_admin else self.server.faults.settings.max_body_bytes), None
         except HttpError as error:
             body, body_error = b"", error
-        if url.path.startswith(ADMIN_PREFIX):
+        if is_admin:
             response = body_error.to_response() if body_error else self._admin(url.path, body)
             self._send(response)
             status = response.status
@@ -173,8 +172,9 @@ class KvdbRequestHandler(BaseHTTPRequestHandler):
             return HttpError(405, "method not allowed").to_response()
         return _json_response(asdict(server.faults.settings))
 
-    def _read_body(self) -> bytes:
-        """Reads the Content-Length body; an oversized one is drained (to keep the connection usable) and refused."""
+    def _read_body(self, max_bytes: int | None) -> bytes:
+        """Reads the Content-Length body; one over max_bytes is drained (to keep the connection usable) and refused
+        with 413 before anything is applied."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
             raise HttpError(411, "send a Content-Length, chunked bodies are not supported")
@@ -183,13 +183,13 @@ class KvdbRequestHandler(BaseHTTPRequestHandler):
         except ValueError:
             self.close_connection = True
             raise HttpError(400, "invalid Content-Length") from None
-        if length > self.server.max_body_bytes:
+        if max_bytes is not None and length > max_bytes:
             while length > 0:
                 chunk = self.rfile.read(min(length, _DRAIN_CHUNK_BYTES))
                 if not chunk:
                     break
                 length -= len(chunk)
-            raise HttpError(400, f"request body larger than {self.server.max_body_bytes} bytes")
+            raise HttpError(413, f"request body larger than {max_bytes} bytes")
         return self.rfile.read(length) if length > 0 else b""
 
     def _drop_connection(self) -> None:
