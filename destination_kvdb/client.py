@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Mapping, Optional
 from urllib.parse import quote, urljoin
 
 import orjson
@@ -46,6 +46,42 @@ class RetryPolicy:
         """Exponential backoff with equal jitter, so concurrent requests do not retry in step."""
         ceiling = min(self.backoff_cap_seconds, self.backoff_base_seconds * 2**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class RequestUsage:
+    """HTTP requests sent to KvDB by kind, and the quota KvDB last reported; shared by every thread.
+
+    Every attempt counts, answered or not, retries included: each may spend KvDB's hourly quota.
+    """
+
+    KINDS = ("write", "list", "delete", "read")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.KINDS, 0)
+        self.quota_remaining: Optional[int] = None
+        self.quota_resets_at: Optional[float] = None  # epoch seconds
+
+    def count(self, kind: str) -> None:
+        with self._lock:
+            self._counts[kind] += 1
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def note_quota(self, headers: Mapping[str, str]) -> None:
+        """Keep X-Ratelimit-Remaining and -Reset from a response that carries them."""
+        try:
+            remaining = int(headers["X-Ratelimit-Remaining"])
+        except (KeyError, ValueError):
+            return
+        try:
+            resets_at: Optional[float] = float(headers["X-Ratelimit-Reset"])
+        except (KeyError, ValueError):
+            resets_at = None
+        with self._lock:
+            self.quota_remaining, self.quota_resets_at = remaining, resets_at
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -93,6 +129,7 @@ class KvdbSession(requests.Session):
         self.auth = _BearerAuth(secret_key)
         self.headers["Accept"] = "application/json"
         self.policy = policy
+        self.usage = RequestUsage()
         # Proxy and CA settings from the environment, read once: per request they cost more CPU
         # than sending a megabyte. Every request goes to the same origin.
         self.proxies = requests.utils.get_environ_proxies(base_url)
@@ -105,8 +142,11 @@ class KvdbSession(requests.Session):
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
-    def request(self, method, url, **kwargs) -> requests.Response:  # type: ignore[override]
-        """Send, retrying 429, 5xx, timeouts and dropped connections within the policy's limits."""
+    def request(self, method, url, kind: str, **kwargs) -> requests.Response:  # type: ignore[override]
+        """Send, retrying 429, 5xx, timeouts and dropped connections within the policy's limits.
+
+        `kind` (one of RequestUsage.KINDS) is what each attempt counts as in `usage`.
+        """
         policy = self.policy
         kwargs["allow_redirects"] = False  # followed, a POST answered 301 becomes a GET that "succeeds"
         kwargs["timeout"] = (policy.connect_timeout_seconds, policy.read_timeout_seconds)
@@ -118,12 +158,14 @@ class KvdbSession(requests.Session):
         rate_limit_waited = 0.0
         attempt = 0
         while True:
+            self.usage.count(kind)
             try:
                 response = super().request(method, url, **kwargs)
             except self.RETRYABLE_ERRORS as error:
                 problem = f"could not reach KvDB at {_origin(url)} ({_short_reason(error)})"
                 delay = policy.backoff(attempt)
             else:
+                self.usage.note_quota(response.headers)
                 if response.status_code == 429:
                     delay = max(_rate_limit_delay(response), policy.backoff(attempt))
                     if rate_limit_waited + delay > policy.max_rate_limit_wait_seconds:
@@ -229,6 +271,7 @@ class KvdbClient:
         self.bucket_id = bucket_id
         self.max_request_bytes = max_request_bytes
         self.session = KvdbSession(self.base_url, secret_key, policy, pool_size)
+        self.usage = self.session.usage
         self._bucket_url = f"{self.base_url}/{quote(bucket_id, safe='')}"
 
     def close(self) -> None:
@@ -253,8 +296,10 @@ class KvdbClient:
 
     def send_txn(self, body: bytes) -> None:
         """Send one prepared transaction body; it is applied atomically or not at all."""
-        response = self.session.post(
-            self._bucket_url, data=body, headers={"Content-Type": "application/json"}
+        # Bodies are compact JSON, and a quote inside a key or value is escaped: `{"set":` is a set op.
+        kind = "write" if b'{"set":' in body else "delete"
+        response = self.session.request(
+            "POST", self._bucket_url, kind, data=body, headers={"Content-Type": "application/json"}
         )
         self._check(response, "apply a transaction")
 
@@ -266,14 +311,14 @@ class KvdbClient:
         packer.flush()
 
     def get(self, key: str) -> Optional[bytes]:
-        response = self.session.get(f"{self._bucket_url}/{quote(key, safe='')}")
+        response = self.session.request("GET", f"{self._bucket_url}/{quote(key, safe='')}", "read")
         if response.status_code == 404:
             return None
         return self._check(response, "read a key").content
 
     def _list_page(self, prefix: str, skip: int, limit: int) -> list[str]:
         params = {"prefix": prefix, "skip": skip, "limit": limit, "format": "json", "values": "false"}
-        response = self._check(self.session.get(self._bucket_url + "/", params=params), "list keys")
+        response = self._check(self.session.request("GET", self._bucket_url + "/", "list", params=params), "list keys")
         return orjson.loads(response.content)
 
     def list_keys(self, prefix: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[str]:

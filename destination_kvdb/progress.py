@@ -1,10 +1,11 @@
-"""Per-stream progress in the logs: records, bytes and rate, at a steady interval and at the end."""
+"""Progress in the logs: per stream records, bytes and rate, and KvDB requests and quota, at a steady interval and at the end."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Iterable, Protocol
+from datetime import datetime, timezone
+from typing import Iterable, Optional, Protocol
 
 logger = logging.getLogger("airbyte")
 
@@ -15,10 +16,21 @@ class Counted(Protocol):
     bytes: int
 
 
-class Progress:
-    """Logs when `interval_seconds` have passed since the last report; the streams keep the counts."""
+class Usage(Protocol):
+    """What the client counts (destination_kvdb.client.RequestUsage)."""
 
-    def __init__(self, interval_seconds: float = 30.0):
+    KINDS: tuple[str, ...]
+    quota_remaining: Optional[int]
+    quota_resets_at: Optional[float]
+
+    def counts(self) -> dict[str, int]: ...
+
+
+class Progress:
+    """Logs when `interval_seconds` have passed since the last report; the streams and `usage` keep the counts."""
+
+    def __init__(self, usage: Optional[Usage] = None, interval_seconds: float = 30.0):
+        self.usage = usage
         self.interval_seconds = interval_seconds
         self.started = time.monotonic()
         self._next_report = self.started + interval_seconds
@@ -38,10 +50,26 @@ class Progress:
             f"{stream.label}: {stream.records} records, {_mb(stream.bytes)}, {stream.records / elapsed:.0f} records/s"
             for stream in streams
         ]
+        if self.usage is not None:
+            parts += _usage_parts(self.usage)
         logger.info(
             f"{heading}: {total} records, {_mb(total_bytes)} in {elapsed:.1f} s "
             f"({total / elapsed:.0f} records/s)" + ("; " + "; ".join(parts) if parts else "")
         )
+
+
+def _usage_parts(usage: Usage) -> list[str]:
+    """'requests: 12 write, 1 list' and, when KvDB reported it, 'quota left 988, resets 14:00:00 UTC'."""
+    counts = usage.counts()
+    sent = ", ".join(f"{counts[kind]} {kind}" for kind in usage.KINDS if counts[kind])
+    parts = [f"requests: {sent or 'none'}"]
+    remaining, resets_at = usage.quota_remaining, usage.quota_resets_at
+    if remaining is not None:
+        quota = f"quota left {remaining}"
+        if resets_at is not None:
+            quota += f", resets {datetime.fromtimestamp(resets_at, timezone.utc):%H:%M:%S} UTC"
+        parts.append(quota)
+    return parts
 
 
 def _mb(size: int) -> str:

@@ -347,6 +347,45 @@ def test_a_redirect_is_never_followed(client, clock, patch_send, respond, caplog
     assert_no_secret(raised.value, client, caplog)
 
 
+# --- request usage -------------------------------------------------------------------------------
+
+DELETE_BODY = b'{"txn":[' + delete_op("users__ab__1") + b"," + delete_op('has {"set": inside') + b"]}"
+
+
+def test_usage_counts_every_attempt_by_kind_and_keeps_the_latest_quota(client, clock, patch_send, respond):
+    def quota(remaining):
+        return {"X-Ratelimit-Limit": "1000", "X-Ratelimit-Remaining": str(remaining), "X-Ratelimit-Reset": "1700003600"}
+
+    patch_send(
+        [
+            respond(500, headers=quota(999)), requests.ConnectionError("reset"), respond(200, headers=quota(997)),
+            respond(429, headers={"Retry-After": "1"}), respond(200),
+            respond(200, b'["a"]', headers=quota(995)),
+            respond(404, "key not found", headers=quota(994)),
+        ]
+    )
+    assert client.usage.counts() == {"write": 0, "list": 0, "delete": 0, "read": 0}
+    assert client.usage.quota_remaining is None and client.usage.quota_resets_at is None
+
+    client.send_txn(BODY)  # three attempts: each spends quota
+    client.send_txn(DELETE_BODY)  # deletes only (a key that reads like a set op is still a key)
+    assert list(client.list_keys("")) == ["a"]
+    assert client.get("missing") is None
+
+    assert client.usage.counts() == {"write": 3, "list": 1, "delete": 2, "read": 1}
+    assert client.usage.quota_remaining == 994
+    assert client.usage.quota_resets_at == 1_700_003_600
+
+
+def test_usage_ignores_quota_headers_it_cannot_read(client, clock, patch_send, respond):
+    patch_send([respond(200, headers={"X-Ratelimit-Remaining": "12", "X-Ratelimit-Reset": "soon"}), respond(200, headers={"X-Ratelimit-Remaining": "lots"})])
+
+    client.send_txn(BODY)
+    client.send_txn(BODY)
+
+    assert (client.usage.quota_remaining, client.usage.quota_resets_at) == (12, None)
+
+
 # --- the secret never leaks ----------------------------------------------------------------------
 
 SECRET_SCENARIOS = {
