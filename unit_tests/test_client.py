@@ -653,6 +653,25 @@ def test_list_keys_with_page_size_one_terminates(clock, kvdb):
     assert list(client.list_keys("users__ab__", page_size=1)) == ALL_KEYS[:3]
 
 
+@pytest.mark.parametrize(
+    "count, list_requests, delete_requests",
+    [(1, 1, 1), (9_999, 1, 1), (10_000, 2, 1), (10_001, 2, 2), (25_000, 3, 3), (30_000, 4, 3)],
+)
+def test_finalizing_lists_by_pages_of_10000_and_deletes_10000_keys_per_transaction(clock, kvdb, count, list_requests, delete_requests):
+    """What removing earlier data costs against KvDB's quota: about ceil(N/10000) lists and as many deletes."""
+    doomed = [f"users__ab__g1_{i:06d}" for i in range(count)]
+    kvdb.store.update({key: 1 for key in doomed + OTHER_KEYS})
+    kvdb.max_requests = 20
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, policy=POLICY)
+
+    client.delete_keys(list(client.list_keys("users__ab__g1_")))
+
+    assert sorted(kvdb.store) == sorted(OTHER_KEYS)
+    assert client.usage.counts() == {"write": 0, "list": list_requests, "delete": delete_requests, "read": 0}
+    assert list_requests <= -(-count // 10_000) + 1
+    assert all("limit=10000" in request.url for request in kvdb.requests if request.method == "GET")
+
+
 def test_messages_name_the_server_without_credentials_in_its_url(patch_send):
     patch_send([requests.ConnectionError("refused")] * 50)
     client = KvdbClient("http://admin:hunter2@127.0.0.1:9", BUCKET, SECRET, policy=RetryPolicy(max_retry_seconds=0))
