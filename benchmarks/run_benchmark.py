@@ -1,13 +1,15 @@
 """Benchmark of destination-kvdb against a 0.1.x-style baseline and a parse-only floor, on one machine.
 
 Usage:
-    python benchmarks/run_benchmark.py [--records N] [--latency-ms MS] [--only ours,baseline,floor]
+    python benchmarks/run_benchmark.py [--records N] [--latency-ms MS[,MS...]] [--only ours,baseline,floor]
     python benchmarks/run_benchmark.py --large       # 1,000,000 records, ours only: memory mode
     python benchmarks/run_benchmark.py --rss-scan    # ours at 100k, 300k, 1M: peak RSS must stay flat
 
 Each program runs as its own child process; its CPU time and peak RSS come from os.wait4 in a tiny
 launcher (measure_child.py), so the figures belong to that child alone. Each connector run gets a fresh
 local KvDB server and database, and is checked afterwards: every state echoed back, exactly N keys stored.
+CPU per record is counted after start-up (minus the CPU of `spec`); the ratios ours/floor and ours/baseline
+are printed at the end. Requests per record against KvDB's hourly quota: benchmarks/quota.py.
 """
 
 import argparse
@@ -20,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import orjson
 import requests
@@ -70,6 +73,7 @@ class Usage:
 @dataclasses.dataclass(frozen=True)
 class Result:
     program: str
+    latency_ms: int
     records: int
     wall_s: float
     records_per_s: float
@@ -88,15 +92,18 @@ class Workload:
     states: int
 
 
-def generate_workload(directory: Path, records: int) -> Workload:
-    """Writes the messages and catalog; streams interleave round-robin so every flush mixes streams."""
+def generate_workload(
+    directory: Path, records: int, streams: tuple[str, ...] = STREAMS, records_per_state: int = RECORDS_PER_STATE
+) -> Workload:
+    """Writes the messages and catalog; streams interleave round-robin so every flush mixes streams.
+    A state follows every records_per_state records and the last record; states name the streams in turn."""
     base_emitted_at = 1_700_000_000_000
     messages_path = directory / "messages.jsonl"
     states = 0
     with open(messages_path, "wb") as out:
         chunk = []
         for record_id in range(1, records + 1):
-            stream = STREAMS[record_id % len(STREAMS)]
+            stream = streams[record_id % len(streams)]
             data = {
                 "id": record_id,
                 "name": f"customer-{record_id:09d}",
@@ -109,8 +116,8 @@ def generate_workload(directory: Path, records: int) -> Workload:
             }
             record = {"stream": stream, "data": data, "emitted_at": base_emitted_at + record_id}
             chunk.append(orjson.dumps({"type": "RECORD", "record": record}))
-            if record_id % RECORDS_PER_STATE == 0 or record_id == records:
-                state_stream = STREAMS[states % len(STREAMS)]
+            if record_id % records_per_state == 0 or record_id == records:
+                state_stream = streams[states % len(streams)]
                 state = {
                     "type": "STREAM",
                     "stream": {"stream_descriptor": {"name": state_stream}, "stream_state": {"cursor": record_id}},
@@ -126,7 +133,7 @@ def generate_workload(directory: Path, records: int) -> Workload:
                 "sync_mode": "full_refresh",
                 "destination_sync_mode": "append",
             }
-            for stream in STREAMS
+            for stream in streams
         ]
     }
     catalog_path = directory / "catalog.json"
@@ -202,24 +209,27 @@ class LocalKvdbServer:
             self.process.kill()
             self.process.wait()
 
-    def count_keys(self) -> int:
-        """Pages through the key list with the secret key, as the API documents (offset paging, no total)."""
+    def stored_entries(self, with_values: bool = False) -> Iterator:
+        """Every stored key, or [key, value] pair, paged with the secret key as the API documents (offset
+        paging, no total)."""
         headers = {"Authorization": f"Bearer {SECRET_KEY}"}
-        total = 0
+        skip = 0
         with requests.Session() as session:
             while True:
-                params = {"format": "json", "limit": LIST_PAGE_SIZE, "skip": total}
+                params = {"format": "json", "limit": LIST_PAGE_SIZE, "skip": skip, "values": str(with_values).lower()}
                 response = session.get(f"{self.url}/{BUCKET_ID}/", params=params, headers=headers, timeout=600)
                 response.raise_for_status()
-                page = len(response.json())
-                total += page
-                if page < LIST_PAGE_SIZE:
-                    return total
+                page = response.json()
+                yield from page
+                skip += len(page)
+                if len(page) < LIST_PAGE_SIZE:
+                    return
 
-    def request_counts(self) -> str:
+    def request_counts(self) -> dict:
+        """The server's counters (GET /_admin/stats): requests by kind and by status, ops applied."""
         response = requests.get(f"{self.url}/_admin/stats", timeout=60)
         response.raise_for_status()
-        return orjson.dumps(response.json()).decode()
+        return response.json()
 
 
 def count_echoed_states(stdout_path: Path) -> int:
@@ -243,28 +253,71 @@ def tail(path: Path, chars: int = 3000) -> str:
     return path.read_text(errors="replace")[-chars:]
 
 
+@dataclasses.dataclass(frozen=True)
+class ConnectorRun:
+    usage: Usage
+    check: str
+    request_counts: dict  # the server's /_admin/stats, taken before the checks list the bucket
+    stored_op_bytes: int  # bytes of the stored entries as transaction ops; 0 unless asked for
+
+
+def run_connector(
+    program: Program, workload: Workload, latency_ms: int, run_dir: Path, measure_stored_bytes: bool = False
+) -> ConnectorRun:
+    """Runs `write` over the workload against a fresh local server, then checks what it stored."""
+    stdout_path, stderr_path = run_dir / "write.stdout", run_dir / "write.stderr"
+    with LocalKvdbServer(run_dir, latency_ms) as server:
+        config_path = run_dir / "config.json"
+        config = {"bucket_id": BUCKET_ID, "secret_key": SECRET_KEY, "base_url": server.url}
+        config_path.write_bytes(orjson.dumps(config))
+        argv = [*program.argv, "write", "--config", str(config_path), "--catalog", str(workload.catalog_path)]
+        usage = run_measured(argv, workload.messages_path, stdout_path, stderr_path)
+        request_counts = server.request_counts()
+        print(f"  {program.name} server request counts: {orjson.dumps(request_counts).decode()}", flush=True)
+        stored_op_bytes = 0
+        check = failure(usage)
+        if not check:
+            entries = server.stored_entries(with_values=measure_stored_bytes)
+            stored_keys, stored_op_bytes = count_stored(entries, measure_stored_bytes)
+            check = verify_connector_output(workload, stdout_path, stored_keys)
+    if usage.exit_code != 0:
+        print_failure_tails(program, stdout_path, stderr_path)
+    return ConnectorRun(usage, check, request_counts, stored_op_bytes)
+
+
+def count_stored(entries: Iterator, with_values: bool) -> tuple[int, int]:
+    """(keys, bytes of a {"set": key, "value": value} op per entry plus its comma): what any writer must send."""
+    keys = op_bytes = 0
+    for entry in entries:
+        keys += 1
+        if with_values:
+            key, value = entry
+            op_bytes += len(orjson.dumps({"set": key, "value": value})) + 1
+    return keys, op_bytes
+
+
+def print_failure_tails(program: Program, stdout_path: Path, stderr_path: Path) -> None:
+    print(f"--- {program.name} stderr (tail) ---\n{tail(stderr_path)}")
+    print(f"--- {program.name} stdout (tail) ---\n{tail(stdout_path)}")
+
+
 def run_program(program: Program, workload: Workload, latency_ms: int) -> Result:
     """Runs one program over the workload (with a fresh server for connectors) and checks what it wrote."""
     with tempfile.TemporaryDirectory(prefix=f"kvdb-bench-{program.name}-") as run_dir_name:
         run_dir = Path(run_dir_name)
         startup = measure_startup(program, run_dir)
-        stdout_path, stderr_path = run_dir / "write.stdout", run_dir / "write.stderr"
         if program.is_connector:
-            with LocalKvdbServer(run_dir, latency_ms) as server:
-                config_path = run_dir / "config.json"
-                config = {"bucket_id": BUCKET_ID, "secret_key": SECRET_KEY, "base_url": server.url}
-                config_path.write_bytes(orjson.dumps(config))
-                argv = [*program.argv, "write", "--config", str(config_path), "--catalog", str(workload.catalog_path)]
-                usage = run_measured(argv, workload.messages_path, stdout_path, stderr_path)
-                check = failure(usage) or verify_connector_output(workload, stdout_path, server)
+            connector_run = run_connector(program, workload, latency_ms, run_dir)
+            usage, check = connector_run.usage, connector_run.check
         else:
+            stdout_path, stderr_path = run_dir / "write.stdout", run_dir / "write.stderr"
             usage = run_measured(list(program.argv), workload.messages_path, stdout_path, stderr_path)
             check = failure(usage) or "OK"
-        if usage.exit_code != 0:
-            print(f"--- {program.name} stderr (tail) ---\n{tail(stderr_path)}")
-            print(f"--- {program.name} stdout (tail) ---\n{tail(stdout_path)}")
+            if usage.exit_code != 0:
+                print_failure_tails(program, stdout_path, stderr_path)
     return Result(
         program=program.name,
+        latency_ms=latency_ms,
         records=workload.records,
         wall_s=usage.wall_s,
         records_per_s=workload.records / usage.wall_s,
@@ -284,12 +337,9 @@ def failure(usage: Usage) -> str:
     return ""
 
 
-def verify_connector_output(workload: Workload, stdout_path: Path, server: LocalKvdbServer) -> str:
+def verify_connector_output(workload: Workload, stdout_path: Path, keys: int) -> str:
     """A fast run only counts if it lost nothing: every state acknowledged and every record stored once."""
-    # Stats first, so they show the connector's requests only, not the listing below.
-    print(f"  server request counts: {server.request_counts()}")
     states = count_echoed_states(stdout_path)
-    keys = server.count_keys()
     if states == workload.states and keys == workload.records:
         return "OK"
     return f"MISMATCH (states {states}/{workload.states}, keys {keys}/{workload.records})"
@@ -297,8 +347,8 @@ def verify_connector_output(workload: Workload, stdout_path: Path, server: Local
 
 def print_result(result: Result) -> None:
     print(
-        f"{result.program:>8}: {result.wall_s:8.2f} s wall  {result.records_per_s:10,.0f} records/s "
-        f"({result.records_per_s_after_startup:,.0f} after start-up)  "
+        f"{result.program:>8} @{result.latency_ms:>3} ms: {result.wall_s:8.2f} s wall  "
+        f"{result.records_per_s:10,.0f} records/s ({result.records_per_s_after_startup:,.0f} after start-up)  "
         f"{result.cpu_us_per_record:7.2f} us CPU/record (start-up {result.startup_cpu_s:.2f} s CPU)  "
         f"{result.peak_rss_mb:7.1f} MB peak RSS  {result.check}",
         flush=True,
@@ -309,29 +359,41 @@ def markdown_table(results: list[Result], caption: str) -> str:
     lines = [
         caption,
         "",
-        "| program | records | wall s | records/s | records/s after start-up | CPU µs/record | peak RSS MB | check |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        "| server latency | program | records | wall s | records/s | records/s after start-up | CPU µs/record "
+        "| peak RSS MB | check |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
+        latency = f"{r.latency_ms} ms" if r.program != "floor" else "-"  # the floor talks to no server
         lines.append(
-            f"| {r.program} | {r.records:,} | {r.wall_s:.2f} | {r.records_per_s:,.0f} | {r.records_per_s_after_startup:,.0f} | "
-            f"{r.cpu_us_per_record:.2f} | {r.peak_rss_mb:.1f} | {r.check} |"
+            f"| {latency} | {r.program} | {r.records:,} | {r.wall_s:.2f} | {r.records_per_s:,.0f} "
+            f"| {r.records_per_s_after_startup:,.0f} | {r.cpu_us_per_record:.2f} | {r.peak_rss_mb:.1f} | {r.check} |"
         )
     return "\n".join(lines)
 
 
 def ratio_lines(results: list[Result]) -> list[str]:
-    by_name = {r.program: r for r in results}
-    ours = by_name.get("ours")
+    """ours against the baseline (same latency) and the floor, for every latency that has ours and records."""
+    floor = next((r for r in results if r.program == "floor"), None)
     lines = []
-    if ours and "baseline" in by_name:
-        baseline = by_name["baseline"]
-        lines.append(
-            f"ours/baseline records/s: {ours.records_per_s / baseline.records_per_s:.2f}x "
-            f"({ours.records_per_s_after_startup / baseline.records_per_s_after_startup:.2f}x after start-up)"
+    for ours in (r for r in results if r.program == "ours"):
+        at = f"{ours.latency_ms} ms, {ours.records:,} records"
+        baseline = next(
+            (r for r in results if (r.program, r.latency_ms, r.records) == ("baseline", ours.latency_ms, ours.records)),
+            None,
         )
-    if ours and "floor" in by_name:
-        lines.append(f"ours/floor CPU per record: {ours.cpu_us_per_record / by_name['floor'].cpu_us_per_record:.2f}x")
+        if baseline:
+            lines.append(
+                f"[{at}] ours/baseline records/s: {ours.records_per_s / baseline.records_per_s:.2f}x "
+                f"({ours.records_per_s_after_startup / baseline.records_per_s_after_startup:.2f}x after start-up); "
+                f"CPU per record after start-up: ours/baseline {ours.cpu_us_per_record / baseline.cpu_us_per_record:.2f}x "
+                f"({ours.cpu_us_per_record:.2f} / {baseline.cpu_us_per_record:.2f} us)"
+            )
+        if floor and floor.records == ours.records:
+            lines.append(
+                f"[{at}] CPU per record after start-up: ours/floor {ours.cpu_us_per_record / floor.cpu_us_per_record:.2f}x "
+                f"({ours.cpu_us_per_record:.2f} / {floor.cpu_us_per_record:.2f} us)"
+            )
     return lines
 
 
@@ -339,10 +401,21 @@ def describe_machine() -> str:
     return f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
 
 
+def parse_latencies(text: str) -> list[int]:
+    latencies = [int(part) for part in text.split(",")]
+    if any(latency < 0 for latency in latencies):
+        raise ValueError("latency must not be negative")
+    return latencies
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=300_000, help="records to sync (default 300,000)")
-    parser.add_argument("--latency-ms", type=int, default=0, help="latency the local server adds to every request")
+    parser.add_argument(
+        "--latency-ms",
+        default="0",
+        help="latency the local server adds to every request; a comma list (0,50) runs the connectors at each",
+    )
     parser.add_argument("--only", default="ours,baseline,floor", help="comma list of: ours, baseline, floor")
     modes = parser.add_mutually_exclusive_group()
     modes.add_argument("--large", action="store_true", help="1,000,000 records, ours only (memory mode)")
@@ -353,13 +426,17 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--only: unknown program(s) {', '.join(sorted(unknown))}")
     if args.records < 1:
         parser.error("--records must be positive")
+    try:
+        args.latencies = parse_latencies(args.latency_ms)
+    except ValueError:
+        parser.error("--latency-ms: give milliseconds, or a comma list of them, e.g. 0,50")
     return args
 
 
-def run_suite(plan: dict[int, list[str]], latency_ms: int, mode: str) -> None:
-    """Runs the planned programs per record count; the programs of one count share one workload file."""
-    latency = f"server latency {latency_ms} ms" if latency_ms else "no added server latency"
-    caption = f"{mode}, {latency}; {describe_machine()}"
+def run_suite(plan: dict[int, list[str]], latencies: list[int], mode: str) -> None:
+    """Runs the planned programs per record count and latency; the programs of one count share one workload
+    file. The floor talks to no server, so it runs once per count whatever the latencies."""
+    caption = f"{mode}; {describe_machine()}"
     print(caption, flush=True)
     results = []
     for records, program_names in plan.items():
@@ -369,7 +446,9 @@ def run_suite(plan: dict[int, list[str]], latency_ms: int, mode: str) -> None:
             size_mb = workload.messages_path.stat().st_size / 2**20
             print(f"workload: {records:,} records, {workload.states} states, {size_mb:.0f} MB, "
                   f"generated in {time.perf_counter() - started:.1f} s", flush=True)
-            for name in program_names:
+            runs = [(name, latency) for latency in latencies for name in program_names if PROGRAMS[name].is_connector]
+            runs += [(name, latencies[0]) for name in program_names if not PROGRAMS[name].is_connector]
+            for name, latency_ms in runs:
                 try:
                     result = run_program(PROGRAMS[name], workload, latency_ms)
                 except RuntimeError as error:  # a program that cannot start must not hide the others' figures
@@ -384,11 +463,11 @@ def run_suite(plan: dict[int, list[str]], latency_ms: int, mode: str) -> None:
 def main() -> None:
     args = parse_args()
     if args.rss_scan:
-        run_suite({records: ["ours"] for records in RSS_SCAN_SIZES}, args.latency_ms, "peak RSS scan")
+        run_suite({records: ["ours"] for records in RSS_SCAN_SIZES}, args.latencies, "peak RSS scan")
     elif args.large:
-        run_suite({1_000_000: ["ours"]}, args.latency_ms, "memory mode")
+        run_suite({1_000_000: ["ours"]}, args.latencies, "memory mode")
     else:
-        run_suite({args.records: args.only.split(",")}, args.latency_ms, "comparison")
+        run_suite({args.records: args.only.split(",")}, args.latencies, "comparison")
 
 
 if __name__ == "__main__":
