@@ -22,7 +22,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.adapters import HTTPAdapter
 
-from destination_kvdb.transactions import TxnPacker, delete_op
+from destination_kvdb.transactions import RequestLimit, TxnPacker, delete_op, split_txn
 
 logger = logging.getLogger("airbyte")
 
@@ -269,7 +269,7 @@ class KvdbClient:
     ):
         self.base_url = base_url.rstrip("/")
         self.bucket_id = bucket_id
-        self.max_request_bytes = max_request_bytes
+        self.request_limit = RequestLimit(max_request_bytes)
         self.session = KvdbSession(self.base_url, secret_key, policy, pool_size)
         self.usage = self.session.usage
         self._bucket_url = f"{self.base_url}/{quote(bucket_id, safe='')}"
@@ -295,17 +295,40 @@ class KvdbClient:
         raise AirbyteTracedException(message=message, failure_type=FailureType.system_error)
 
     def send_txn(self, body: bytes) -> None:
-        """Send one prepared transaction body; it is applied atomically or not at all."""
+        """Send one prepared transaction body; it is applied atomically or not at all.
+
+        A body of several ops that KvDB refuses as too large (413), or that is larger than a limit
+        lowered since it was packed, goes as two halves instead: in order, on this thread, each
+        applied atomically.
+        """
+        if len(body) > self.request_limit.max_bytes and (halves := split_txn(body)):
+            self._send_halves(halves)
+            return
         # Bodies are compact JSON, and a quote inside a key or value is escaped: `{"set":` is a set op.
         kind = "write" if b'{"set":' in body else "delete"
         response = self.session.request(
             "POST", self._bucket_url, kind, data=body, headers={"Content-Type": "application/json"}
         )
+        if response.status_code == 413:
+            halves = split_txn(body)
+            if halves is None:
+                raise AirbyteTracedException(
+                    message=f"KvDB refused a request of {len(body)} bytes holding a single operation as too large "
+                    f"(413){_server_message(response)}",
+                    failure_type=FailureType.system_error,
+                )
+            self.request_limit.lower_after_refusal(len(body), max(len(half) for half in halves))
+            self._send_halves(halves)
+            return
         self._check(response, "apply a transaction")
+
+    def _send_halves(self, halves: tuple[bytes, bytes]) -> None:
+        for half in halves:
+            self.send_txn(half)
 
     def transact(self, ops: Iterable[bytes]) -> None:
         """Apply encoded ops in order, one request after another, as few as the limits allow."""
-        packer = TxnPacker(self.max_request_bytes, lambda body, _conflict_keys: self.send_txn(body))
+        packer = TxnPacker(self.request_limit, lambda body, _conflict_keys: self.send_txn(body))
         for op in ops:
             packer.add(op)
         packer.flush()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Callable, Optional
 
+import msgspec
 import orjson
+
+logger = logging.getLogger("airbyte")
 
 MAX_OPS_PER_TXN = 10_000
 TXN_OPEN = b'{"txn":['
@@ -17,6 +22,50 @@ class NotAnObject(ValueError):
     """A record value that is not a JSON object; nothing of it was added."""
 
 
+class RequestLimit:
+    """The largest request body to send, shared by the client and every packer filling its requests.
+
+    Starts at max_request_bytes; lowered for the rest of the sync when KvDB (or a proxy in front
+    of it) refuses a body as too large (413).
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def lower_after_refusal(self, refused_bytes: int, halves_bytes: int) -> None:
+        """A body of refused_bytes got 413; its halves, the larger of halves_bytes, go next.
+
+        A refused body larger than the limit was packed before an earlier lowering (on another
+        thread): it teaches nothing new.
+        """
+        with self._lock:
+            if refused_bytes > self.max_bytes or halves_bytes >= self.max_bytes:
+                return
+            self.max_bytes = halves_bytes
+        logger.warning(
+            f"KvDB refused a request of {refused_bytes} bytes as too large (413); "
+            f"sending at most {halves_bytes} bytes per request from now on"
+        )
+
+
+class _Txn(msgspec.Struct):
+    txn: list[msgspec.Raw]  # each op exactly as packed: values stay byte for byte what the source sent
+
+
+_decode_txn = msgspec.json.Decoder(_Txn).decode
+_encode_txn = msgspec.json.Encoder().encode
+
+
+def split_txn(body: bytes) -> Optional[tuple[bytes, bytes]]:
+    """The body's ops in two bodies of half the ops each, first half first; None for a single op."""
+    ops = _decode_txn(body).txn
+    if len(ops) < 2:
+        return None
+    half = len(ops) // 2
+    return _encode_txn(_Txn(ops[:half])), _encode_txn(_Txn(ops[half:]))
+
+
 class TxnPacker:
     """Packs ops straight into transaction bodies bounded by bytes and op count.
 
@@ -26,15 +75,15 @@ class TxnPacker:
     otherwise be up to the network).
     """
 
-    def __init__(self, max_bytes: int, send: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
-        self.max_bytes = max_bytes
+    def __init__(self, limit: RequestLimit, send: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
+        self.limit = limit  # read anew for each body: the client may lower it at any time
         self.max_ops = max_ops
         self._send = send
         self._reset()
 
     def _reset(self) -> None:
         self._body = bytearray(TXN_OPEN)
-        self._room = self.max_bytes - len(TXN_OPEN) - len(TXN_CLOSE) + 1  # the last op's comma is replaced
+        self._room = self.limit.max_bytes - len(TXN_OPEN) - len(TXN_CLOSE) + 1  # the last op's comma is replaced
         self._slots = self.max_ops
         self._conflict_keys: set[str] = set()
 

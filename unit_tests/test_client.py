@@ -6,6 +6,7 @@ import logging
 import random
 import time
 
+import msgspec
 import orjson
 import pytest
 import requests
@@ -13,7 +14,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.client import KvdbClient, RetryPolicy
-from destination_kvdb.transactions import TxnPacker, delete_op, set_op
+from destination_kvdb.transactions import RequestLimit, TxnPacker, delete_op, set_op
 
 SECRET = "sekret-XYZ-123"
 BASE_URL = "https://kvdb.test"
@@ -462,7 +463,7 @@ def random_ops(count: int, seed: int = 7) -> list[bytes]:
 
 def test_packer_splits_by_op_count():
     sent = Sent()
-    packer = TxnPacker(max_bytes=1_000_000, send=sent, max_ops=3)
+    packer = TxnPacker(RequestLimit(1_000_000), sent, max_ops=3)
     ops = [set_op(f"k{i}", i) for i in range(7)]
     for op in ops:
         packer.add(op)
@@ -476,7 +477,7 @@ def test_packer_splits_by_op_count():
 @pytest.mark.parametrize("max_bytes", [40, 150, 200, 1000, 4096])
 def test_packer_splits_by_bytes_keeping_order(max_bytes):
     sent = Sent()
-    packer = TxnPacker(max_bytes=max_bytes, send=sent)
+    packer = TxnPacker(RequestLimit(max_bytes), sent)
     ops = random_ops(300)
     for op in ops:
         packer.add(op)
@@ -497,7 +498,7 @@ def test_packer_fills_a_body_to_exactly_max_bytes():
     sent = Sent()
     ops = [set_op("a", "x" * 20), set_op("b", "y" * 30), set_op("c", 1)]
     exact = len(b'{"txn":[]}') + len(ops[0]) + 1 + len(ops[1])
-    packer = TxnPacker(max_bytes=exact, send=sent)
+    packer = TxnPacker(RequestLimit(exact), sent)
     for op in ops:
         packer.add(op)
     packer.flush()
@@ -510,8 +511,8 @@ def test_add_set_packs_the_same_ops_as_add(max_bytes):
     rng = random.Random(3)
     records = [(f"users__ab__{i:03x}", {"id": i, "pad": "p" * rng.randint(0, 90)}) for i in range(80)]
     via_add_set, via_add = Sent(), Sent()
-    fast = TxnPacker(max_bytes=max_bytes, send=via_add_set, max_ops=7)
-    plain = TxnPacker(max_bytes=max_bytes, send=via_add, max_ops=7)
+    fast = TxnPacker(RequestLimit(max_bytes), via_add_set, max_ops=7)
+    plain = TxnPacker(RequestLimit(max_bytes), via_add, max_ops=7)
     for i, (key, value) in enumerate(records):
         head, tail = key[:-3].encode(), key[-3:].encode()
         if i % 5:
@@ -530,7 +531,7 @@ def test_add_set_packs_the_same_ops_as_add(max_bytes):
 
 def test_an_oversized_op_travels_alone():
     sent = Sent()
-    packer = TxnPacker(max_bytes=100, send=sent)
+    packer = TxnPacker(RequestLimit(100), sent)
     big = set_op("big", "x" * 500)
     for op in [set_op("a", 1), big, set_op("b", 2)]:
         packer.add(op)
@@ -542,7 +543,7 @@ def test_an_oversized_op_travels_alone():
 
 def test_conflict_keys_travel_with_their_body():
     sent = Sent()
-    packer = TxnPacker(max_bytes=120, send=sent, max_ops=4)
+    packer = TxnPacker(RequestLimit(120), sent, max_ops=4)
     ops = [(set_op(f"key{i}", "v" * 10), f"key{i}" if i % 3 else None) for i in range(20)]
     for op, conflict_key in ops:
         packer.add(op, conflict_key)
@@ -551,6 +552,23 @@ def test_conflict_keys_travel_with_their_body():
     assert len(sent.bodies) > 2
     for txn, conflict_keys in zip(sent.ops(), sent.conflict_keys):
         assert conflict_keys == {op["set"] for op in txn if int(op["set"][3:]) % 3}
+
+
+def test_packer_reads_the_limit_anew_for_each_body():
+    """The client lowers the shared limit on a 413; bodies started after that must respect it."""
+    sent, limit = Sent(), RequestLimit(1000)
+    packer = TxnPacker(limit, sent)
+    ops = [set_op(f"k{i:02d}", "x" * 20) for i in range(40)]
+    for op in ops[:5]:
+        packer.add(op)
+    limit.max_bytes = 100  # lowered while a body is being filled: that body may still use the old limit
+    for op in ops[5:]:
+        packer.add(op)
+    packer.flush()
+
+    assert len(sent.bodies[0]) <= 1000 and len(sent.ops()[0]) > 5
+    assert all(len(body) <= 100 for body in sent.bodies[1:]) and len(sent.bodies) > 5
+    assert [op for txn in sent.ops() for op in txn] == [orjson.loads(op) for op in ops]
 
 
 def test_transact_sends_bounded_transactions_in_order(clock, kvdb):
@@ -563,6 +581,114 @@ def test_transact_sends_bounded_transactions_in_order(clock, kvdb):
     assert len(bodies) > 1 and all(len(body) <= 300 for body in bodies)
     assert [op for body in bodies for op in orjson.loads(body)["txn"]] == [orjson.loads(op) for op in ops]
     assert all(request.headers["Content-Type"] == "application/json" for request in kvdb.requests)
+
+
+# --- 413: a body refused as too large is sent in halves --------------------------------------------
+
+
+def raw_ops(body: bytes) -> list[bytes]:
+    """The ops of a body exactly as sent, byte for byte."""
+    return [bytes(op) for op in msgspec.json.decode(body, type=dict[str, list[msgspec.Raw]])["txn"]]
+
+
+def refusing_bodies_over(kvdb, respond, max_bytes: int):
+    def answer(request):
+        if request.method == "POST" and len(request.body) > max_bytes:
+            return respond(413, "request entity too large")
+        return None
+
+    kvdb.override = answer
+
+
+def lowering_logs(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "airbyte" and "as too large (413)" in r.getMessage()]
+
+
+# Values as a source may send them: escapes, exponents, big integers, spacing. They must reach KvDB unchanged.
+ODD_VALUES = [b'{"s": "caf\\u00e9 \\"q\\""}', b'{"f":1.50E+300}', b'{"n":123456789012345678901234567890}', b'{ "a" : [ 1 , 2 ] }']
+
+
+def test_a_refused_body_is_sent_as_two_halves_in_order_byte_for_byte(clock, kvdb, respond, caplog):
+    ops = [b'{"set":"k%d","value":%s}' % (i, ODD_VALUES[i % 4]) for i in range(7)] + [delete_op("k0")]
+    body = b'{"txn":[' + b",".join(ops) + b"]}"
+    refusing_bodies_over(kvdb, respond, len(body) - 1)
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, max_request_bytes=len(body) + 10, policy=POLICY)
+
+    client.send_txn(body)
+
+    sent = [request.body for request in kvdb.requests]
+    assert sent[0] == body
+    assert [raw_ops(half) for half in sent[1:]] == [ops[:4], ops[4:]]  # first half, then second, ops unchanged
+    assert client.request_limit.max_bytes == max(len(half) for half in sent[1:])
+    assert lowering_logs(caplog) == [
+        f"KvDB refused a request of {len(body)} bytes as too large (413); "
+        f"sending at most {client.request_limit.max_bytes} bytes per request from now on"
+    ]
+    assert client.usage.counts()["write"] == 3
+    assert "k1" in kvdb.store and "k0" not in kvdb.store
+
+
+def test_halves_still_refused_are_split_again_and_later_requests_use_the_smaller_size(clock, kvdb, respond, caplog):
+    ops = random_ops(200)
+    refusing_bodies_over(kvdb, respond, 700)
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, max_request_bytes=8192, policy=POLICY)
+
+    client.transact(ops[:100])
+    refused = [request for request in kvdb.requests if len(request.body) > 700]
+    learned = client.request_limit.max_bytes
+    kvdb.requests.clear()
+    client.transact(ops[100:])
+
+    assert learned <= 700
+    assert refused and all(len(request.body) <= 700 for request in kvdb.requests)  # nothing refused any more
+    logs = lowering_logs(caplog)
+    assert 1 <= len(logs) <= len(refused)  # one line per lowering, not per refused request
+    assert f"sending at most {learned} bytes per request" in logs[-1]
+    for key in (orjson.loads(op).get("set") for op in ops):
+        if key is not None:
+            assert key in kvdb.store
+
+
+def test_a_body_packed_before_the_limit_was_lowered_is_split_before_sending(clock, kvdb):
+    """Requests packed while another thread learned the smaller size: no need to be refused again."""
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, policy=POLICY)
+    ops = [set_op(f"k{i}", "v" * 50) for i in range(16)]
+    body = b'{"txn":[' + b",".join(ops) + b"]}"
+    client.request_limit.max_bytes = len(body) // 3
+
+    client.send_txn(body)
+
+    assert [op for request in kvdb.requests for op in raw_ops(request.body)] == ops
+    assert all(len(request.body) <= client.request_limit.max_bytes for request in kvdb.requests)
+
+
+def test_a_single_op_refused_as_too_large_is_a_clear_error(clock, kvdb, respond, caplog):
+    body = b'{"txn":[' + set_op("big", "x" * 5000) + b"]}"
+    refusing_bodies_over(kvdb, respond, 4096)
+    client = KvdbClient(BASE_URL, BUCKET, SECRET, max_request_bytes=65536, policy=POLICY)
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        client.send_txn(body)
+
+    assert raised.value.failure_type == FailureType.system_error
+    assert raised.value.message == (
+        f"KvDB refused a request of {len(body)} bytes holding a single operation as too large (413): request entity too large"
+    )
+    assert len(kvdb.requests) == 1
+    assert client.request_limit.max_bytes == 65536 and lowering_logs(caplog) == []
+
+
+def test_the_limit_only_learns_from_bodies_within_it(caplog):
+    """A body refused after another thread lowered the limit teaches nothing new: no second line."""
+    caplog.set_level(logging.INFO, logger="airbyte")
+    limit = RequestLimit(10_000)
+
+    limit.lower_after_refusal(refused_bytes=8000, halves_bytes=4100)
+    limit.lower_after_refusal(refused_bytes=9000, halves_bytes=4000)  # packed before the first lowering
+    limit.lower_after_refusal(refused_bytes=4100, halves_bytes=2100)
+
+    assert limit.max_bytes == 2100
+    assert len(lowering_logs(caplog)) == 2
 
 
 # --- list_keys paging ----------------------------------------------------------------------------
