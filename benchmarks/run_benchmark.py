@@ -345,9 +345,13 @@ def verify_connector_output(workload: Workload, stdout_path: Path, keys: int) ->
     return f"MISMATCH (states {states}/{workload.states}, keys {keys}/{workload.records})"
 
 
+def latency_label(result: Result) -> str:
+    return "-" if result.program == "floor" else f"{result.latency_ms} ms"  # the floor talks to no server
+
+
 def print_result(result: Result) -> None:
     print(
-        f"{result.program:>8} @{result.latency_ms:>3} ms: {result.wall_s:8.2f} s wall  "
+        f"{result.program:>8} @ {latency_label(result):>6}: {result.wall_s:8.2f} s wall  "
         f"{result.records_per_s:10,.0f} records/s ({result.records_per_s_after_startup:,.0f} after start-up)  "
         f"{result.cpu_us_per_record:7.2f} us CPU/record (start-up {result.startup_cpu_s:.2f} s CPU)  "
         f"{result.peak_rss_mb:7.1f} MB peak RSS  {result.check}",
@@ -364,9 +368,8 @@ def markdown_table(results: list[Result], caption: str) -> str:
         "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        latency = f"{r.latency_ms} ms" if r.program != "floor" else "-"  # the floor talks to no server
         lines.append(
-            f"| {latency} | {r.program} | {r.records:,} | {r.wall_s:.2f} | {r.records_per_s:,.0f} "
+            f"| {latency_label(r)} | {r.program} | {r.records:,} | {r.wall_s:.2f} | {r.records_per_s:,.0f} "
             f"| {r.records_per_s_after_startup:,.0f} | {r.cpu_us_per_record:.2f} | {r.peak_rss_mb:.1f} | {r.check} |"
         )
     return "\n".join(lines)
