@@ -18,6 +18,7 @@ from integration_tests.harness import (
     run_check,
     run_write,
     stored,
+    stored_values,
     stream_state,
 )
 
@@ -93,3 +94,27 @@ def test_a_secret_http_cannot_carry_stops_write_and_check_before_any_request(tmp
     assert write.states == []
     assert check.connection_status == {"status": "FAILED", "message": UNSENDABLE_SECRET_MESSAGE}
     assert kvdb_bucket.server.stats()["requests"] == 0
+
+
+def test_write_through_a_server_refusing_large_bodies_stores_everything_and_lowers_the_size_once(
+    tmp_path, local_kvdb_factory, make_bucket
+):
+    """A proxy refusing bodies over 64 KB, a connector allowed 1 MiB: each 413 is split, the smaller size is kept."""
+    server = local_kvdb_factory(max_body_bytes=64 * 1024)
+    bucket = make_bucket(server)
+    messages = []
+    for chunk in range(3):  # a state every 100 records of ~1 KB: bodies of ~100 KB, halves of ~50 KB
+        messages += [record("users", {"id": chunk * 100 + i, "pad": "p" * 1000}) for i in range(100)]
+        messages.append(stream_state("users", chunk))
+    config = config_for(bucket, max_request_bytes=1024 * 1024, max_state_delay_seconds=0)
+
+    run = run_write(tmp_path, config, STREAMS, messages)
+
+    assert run.exit_code == 0, run.stderr[-2000:]
+    assert [state["state"]["stream"]["stream_state"]["cursor"] for state in run.states] == [0, 1, 2]
+    assert sorted(value["id"] for value in stored_values(bucket, "users__")) == list(range(300))
+    assert all(value["pad"] == "p" * 1000 for value in stored_values(bucket, "users__"))
+    logs = [message["log"]["message"] for message in run.of_type("LOG")]
+    lowered = [line for line in logs if "as too large (413); sending at most" in line]
+    assert len(lowered) == 1, lowered
+    assert server.stats()["by_status"].get("413", 0) >= 1
