@@ -1,0 +1,749 @@
+"""A platform simulator: jobs of several attempts, a resumable source, kills, and invariants after every attempt.
+
+It drives the real connector (`main.py write`, stdin/stdout pipes) the way the Airbyte platform does
+(see /work/shared/platform-behaviour.md): every attempt of a job is a fresh process with the same
+catalog; the source resumes from the last state the connector echoed; after a source that succeeded
+the platform sends STREAM_STATUS COMPLETE for every catalog stream, after one that failed nothing.
+
+Starting Python and importing airbyte-cdk costs about 1.5 s of CPU, so attempts are forked from a
+"zygote": a process that imported the connector once and then, per attempt, forks a child that
+takes the test's pipes as its stdin/stdout/stderr and runs main.py as `python main.py` would. The
+zygote has a single thread when it forks, and it alone reaps (and, when asked, SIGKILLs) its
+children, so a kill can never hit a recycled pid.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import runpy
+import random
+import re
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ZYGOTE_TIMEOUT_SECONDS = 120
+
+# Zygote side (runs in its own process: `python platform_sim.py <socket path>`)
+
+
+def _serve_forks(socket_path: str, main: str) -> list[str]:
+    """Fork one child per request; in the child, return main.py's argv. The parent never returns."""
+    import destination_kvdb.run  # noqa: F401  (the imports each attempt would otherwise pay for)
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    while True:
+        conn, _ = listener.accept()
+        payload, fds, _, _ = socket.recv_fds(conn, 65536, 3)
+        if threading.active_count() != 1:
+            raise RuntimeError("the zygote must not fork with other threads running")
+        pid = os.fork()
+        if pid == 0:
+            listener.close()
+            conn.close()
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+                os.close(fd)
+            return [main, *json.loads(payload)]
+        for fd in fds:
+            os.close(fd)
+        conn.sendall(b"%d\n" % pid)
+        _supervise(conn, pid)
+
+
+def _supervise(conn: socket.socket, pid: int) -> None:
+    """Wait for the child, SIGKILL it when the test says "kill", and report its exit code like Popen does."""
+    child = os.pidfd_open(pid)
+    try:
+        watched = [conn, child]
+        while True:
+            ready, _, _ = select.select(watched, [], [])
+            if child in ready:
+                break
+            if conn.recv(16):  # "kill"; the child is not reaped yet, so its pid is still its own
+                os.kill(pid, signal.SIGKILL)
+            else:  # the test hung up: just wait for the child
+                watched.remove(conn)
+    finally:
+        os.close(child)
+    _, status = os.waitpid(pid, 0)
+    conn.sendall(b"%d\n" % os.waitstatus_to_exitcode(status))
+    conn.close()
+
+
+# Test side
+
+
+@dataclass
+class Child:
+    """One connector process forked by the zygote, with the test's ends of its pipes."""
+
+    control: socket.socket
+    replies: object
+    pid: int
+    stdin: object
+    stdout: object
+    stderr: object
+
+    def kill(self) -> None:
+        try:
+            self.control.sendall(b"kill")
+        except OSError:
+            pass  # the child ended already and the zygote reported it
+
+    def wait(self, timeout: float = ZYGOTE_TIMEOUT_SECONDS) -> int:
+        self.control.settimeout(timeout)
+        exit_code = int(self.replies.readline())
+        self.replies.close()
+        self.control.close()
+        return exit_code
+
+
+class Zygote:
+    """Starts the zygote process; spawn() forks a connector child from it."""
+
+    def __init__(self, work_dir: Path, connector_root: Path = REPO_ROOT):
+        """connector_root: the checkout whose main.py runs (another one lets the simulator test an older commit)."""
+        self.socket_path = str(work_dir / "zygote.sock")
+        env = {**os.environ, "PYTHONPATH": str(connector_root)}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, self.socket_path, str(connector_root / "main.py")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, cwd=connector_root,
+        )
+        if self.process.stdout.readline() != b"ready\n":
+            self.process.wait(ZYGOTE_TIMEOUT_SECONDS)
+            raise RuntimeError(f"the zygote did not start (exit code {self.process.returncode})")
+
+    def spawn(self, args: list[str]) -> Child:
+        stdin_read, stdin_write = os.pipe()
+        stdout_read, stdout_write = os.pipe()
+        stderr_read, stderr_write = os.pipe()
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        control.connect(self.socket_path)
+        socket.send_fds(control, [json.dumps(args).encode()], [stdin_read, stdout_write, stderr_write])
+        for fd in (stdin_read, stdout_write, stderr_write):
+            os.close(fd)
+        control.settimeout(ZYGOTE_TIMEOUT_SECONDS)
+        replies = control.makefile("rb")
+        pid = int(replies.readline())
+        return Child(control, replies, pid, open(stdin_write, "wb"), open(stdout_read, "rb"), open(stderr_read, "rb"))
+
+    def close(self) -> None:
+        self.process.stdout.close()
+        self.process.kill()
+        self.process.wait(ZYGOTE_TIMEOUT_SECONDS)
+
+
+# The source and the platform
+
+
+MAX_ATTEMPTS = 3
+DEDUP_ID_POOL = 60
+PRECISE_CURSOR = "123456789012345678901234567890.00000000000000000001"  # wider than int64 and than a double
+CDC_DELETED_AT = "_ab_cdc_deleted_at"
+STREAM_KINDS = ("append", "dedup", "client_overwrite_gen", "client_overwrite_sync")
+
+
+def compact(message: object) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+@dataclass
+class StreamHistory:
+    """One stream of the connection and everything the model knows about what the bucket may hold for it."""
+
+    name: str
+    namespace: Optional[str]
+    kind: str
+    generation: int = 0
+    # append-like streams: record id -> [data, times sent, acknowledged, removal ("no" | "maybe" | "yes")]
+    records: dict[str, list] = field(default_factory=dict)
+    # dedup streams: version -> data, and id -> the versions (None = absent) its key may hold
+    versions: dict[int, dict] = field(default_factory=dict)
+    possible: dict[int, set] = field(default_factory=dict)
+
+    @property
+    def dedup(self) -> bool:
+        return self.kind == "dedup"
+
+    @property
+    def label(self) -> str:
+        return f"{self.namespace}.{self.name}" if self.namespace else self.name
+
+    def descriptor(self, rng: Optional[random.Random] = None) -> dict:
+        """The stream descriptor; for a stream without namespace the platform may say null, "" or nothing."""
+        if self.namespace:
+            return {"name": self.name, "namespace": self.namespace}
+        spelling = rng.choice(["absent", None, ""]) if rng else "absent"
+        return {"name": self.name} if spelling == "absent" else {"name": self.name, "namespace": spelling}
+
+
+@dataclass
+class JobStream:
+    """A stream's settings in one job's catalog, and the records its source sends in this job."""
+
+    history: StreamHistory
+    mode: str
+    generation_id: Optional[int]
+    minimum_generation_id: Optional[int]
+    sync_id: int
+    ops: list[dict]
+
+    @property
+    def truncates_by_generation(self) -> bool:
+        return (self.minimum_generation_id or 0) > 0
+
+    def keeps(self, data: dict) -> Optional[bool]:
+        """Whether finalizing this stream keeps a record written earlier (None: it removes nothing at all)."""
+        if self.mode == "overwrite":
+            return data["gen"] == self.generation_id if self.generation_id else data["sync"] == self.sync_id
+        if self.truncates_by_generation:
+            return data["gen"] is not None and data["gen"] >= self.minimum_generation_id
+        return None
+
+    def configured(self) -> dict:
+        history = self.history
+        stream = {"name": history.name, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]}
+        if history.namespace:
+            stream["namespace"] = history.namespace
+        configured = {
+            "stream": stream,
+            "sync_mode": "incremental" if self.mode != "overwrite" else "full_refresh",
+            "destination_sync_mode": self.mode,
+            "generation_id": self.generation_id,
+            "minimum_generation_id": self.minimum_generation_id,
+            "sync_id": self.sync_id,
+        }
+        if history.dedup:
+            configured["primary_key"] = [["id"]]
+        return configured
+
+
+@dataclass
+class Line:
+    """One input line and what it means to the model."""
+
+    raw: bytes
+    stream: Optional[int] = None  # index into the job's streams (records, STREAM states, statuses)
+    op: Optional[int] = None  # index into the stream's ops (records)
+    positions: Optional[dict[int, int]] = None  # states: where each covered stream resumes
+    record_count: Optional[int] = None  # states: the destinationStats.recordCount the platform expects
+    status: bool = False
+
+
+@dataclass
+class Job:
+    number: int
+    sync_id: int
+    streams: list[JobStream]
+    config: dict
+    global_states: bool
+    checkpoint_every: int
+    precise_cursor: bool
+    resume: dict[int, int] = field(default_factory=dict)  # stream index -> first op the source still has to send
+
+    def catalog(self) -> dict:
+        return {"streams": [stream.configured() for stream in self.streams]}
+
+    def source_lines(self, rng: random.Random, state_ids: itertools.count) -> list[Line]:
+        """What the source sends from the resume points on: records interleaved across streams, states every few records."""
+        position = {index: self.resume.get(index, 0) for index in range(len(self.streams))}
+        since_state = dict.fromkeys(position, 0)
+        lines: list[Line] = []
+
+        def state(indexes: list[int]) -> Line:
+            count = sum(since_state[index] for index in indexes)
+            for index in indexes:
+                since_state[index] = 0
+            covered = {index: position[index] for index in indexes}
+            extra = {"lsn": "PRECISE"} if self.precise_cursor else {}
+            if self.global_states:
+                body = {
+                    "type": "GLOBAL",
+                    "global": {
+                        "shared_state": {"job": self.number, **extra},
+                        "stream_states": [
+                            {"stream_descriptor": self.streams[index].history.descriptor(), "stream_state": {"pos": position[index]}}
+                            for index in indexes
+                        ],
+                    },
+                }
+                stream = None
+            else:
+                (stream,) = indexes
+                body = {
+                    "type": "STREAM",
+                    "stream": {
+                        "stream_descriptor": self.streams[stream].history.descriptor(),
+                        "stream_state": {"job": self.number, "pos": position[stream], **extra},
+                    },
+                }
+            raw = compact({"type": "STATE", "state": {**body, "id": next(state_ids)}}).replace(b'"PRECISE"', PRECISE_CURSOR.encode())
+            return Line(raw, stream=stream, positions=covered, record_count=count)
+
+        everyone = list(position)
+        while pending := [index for index in everyone if position[index] < len(self.streams[index].ops)]:
+            index = rng.choice(pending)
+            for _ in range(rng.randint(1, 5)):
+                if position[index] == len(self.streams[index].ops):
+                    break
+                stream = self.streams[index]
+                lines.append(Line(compact(record_message(stream, stream.ops[position[index]])), stream=index, op=position[index]))
+                position[index] += 1
+                since_state[index] += 1
+                if self.global_states and sum(since_state.values()) >= self.checkpoint_every:
+                    lines.append(state(everyone))
+                elif not self.global_states and since_state[index] >= self.checkpoint_every:
+                    lines.append(state([index]))
+        if self.global_states:
+            lines.append(state(everyone))
+        else:
+            lines += [state([index]) for index in everyone if since_state[index] or rng.random() < 0.3]
+        return lines
+
+    def statuses(self, rng: random.Random) -> list[Line]:
+        """What the platform adds after a source that succeeded: COMPLETE for every catalog stream."""
+        order = list(range(len(self.streams)))
+        rng.shuffle(order)
+        return [
+            Line(compact(stream_status(self.streams[index].history.descriptor(rng))), stream=index, status=True)
+            for index in order
+        ]
+
+
+def record_message(stream: JobStream, data: dict) -> dict:
+    message = {"stream": stream.history.name, "data": data, "emitted_at": 1_700_000_000_000}
+    if stream.history.namespace:
+        message["namespace"] = stream.history.namespace
+    return {"type": "RECORD", "record": message}
+
+
+def stream_status(descriptor: dict) -> dict:
+    status = {"stream_descriptor": descriptor, "status": "COMPLETE"}
+    return {"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1_700_000_000_000, "stream_status": status}}
+
+
+class Connection:
+    """A connection's history: each job gets the next sync_id; refreshes and overwrite syncs bump generations."""
+
+    def __init__(self, rng: random.Random, streams: list[StreamHistory], records_per_job: tuple[int, int]):
+        self.rng = rng
+        self.streams = streams
+        self.records_per_job = records_per_job
+        self.jobs = 0
+        self.dedup_versions = itertools.count(1)
+
+    @classmethod
+    def random(cls, rng: random.Random, records_per_job: tuple[int, int]) -> "Connection":
+        streams = []
+        for index in range(rng.randint(2, 4)):
+            kind = rng.choice(STREAM_KINDS)
+            streams.append(StreamHistory(f"s{index}_{kind}", rng.choice([None, None, "crm"]), kind))
+        return cls(rng, streams, records_per_job)
+
+    def next_job(self, base_config: dict, actions: Optional[list[str]] = None) -> Job:
+        """actions: per stream "incremental", "truncate" or "retain" (a refresh that keeps old data); random if None."""
+        rng, number = self.rng, self.jobs
+        self.jobs += 1
+        sync_id = 1000 + number
+        streams = []
+        for index, history in enumerate(self.streams):
+            action = actions[index] if actions else rng.choice(["incremental", "incremental", "truncate", "retain"])
+            streams.append(self._job_stream(history, action, number, sync_id))
+        config = {
+            **base_config,
+            "max_state_delay_seconds": rng.choice([0, 60]),
+            "max_requests_in_flight": rng.choice([1, 4]),
+            **({"max_request_bytes": 32768} if rng.random() < 0.7 else {}),
+        }
+        return Job(number, sync_id, streams, config, rng.random() < 0.3, rng.randint(1, 40), rng.random() < 0.15)
+
+    def _job_stream(self, history: StreamHistory, action: str, job: int, sync_id: int) -> JobStream:
+        if history.kind == "client_overwrite_sync":
+            mode, generation, minimum = "overwrite", None, None
+        elif history.kind == "client_overwrite_gen":
+            history.generation += 1
+            mode, generation, minimum = "overwrite", history.generation, history.generation
+        else:
+            mode = "append_dedup" if history.dedup else "append"
+            if action != "incremental":
+                history.generation += 1
+            generation, minimum = history.generation, history.generation if action == "truncate" else 0
+        snapshot = mode == "overwrite" or action != "incremental"  # full refresh: the source sends everything it has
+        count = self.rng.randint(*self.records_per_job)
+        if history.dedup:
+            ids = self.rng.sample(range(DEDUP_ID_POOL), min(count, DEDUP_ID_POOL)) if snapshot else [
+                self.rng.randrange(DEDUP_ID_POOL) for _ in range(count)
+            ]
+            ops = [self._dedup_op(history, record_id, job, generation, deleted=not snapshot and self.rng.random() < 0.1) for record_id in ids]
+        else:
+            ops = [self._append_record(history, f"{job}.{n}", job, generation, sync_id) for n in range(count)]
+        return JobStream(history, mode, generation, minimum, sync_id, ops)
+
+    def _pad(self) -> str:
+        return "p" * self.rng.randrange(300)
+
+    def _append_record(self, history: StreamHistory, record_id: str, job: int, generation: Optional[int], sync_id: int) -> dict:
+        data = {"id": record_id, "job": job, "gen": generation, "sync": sync_id, "pad": self._pad()}
+        history.records[record_id] = [data, 0, False, "no"]
+        return data
+
+    def _dedup_op(self, history: StreamHistory, record_id: int, job: int, generation: int, deleted: bool) -> dict:
+        version = next(self.dedup_versions)
+        data = {"id": record_id, "v": version, "job": job, "gen": generation, "pad": self._pad()}
+        if deleted:
+            data[CDC_DELETED_AT] = "2024-05-01T00:00:00Z"
+        history.versions[version] = data
+        history.possible.setdefault(record_id, {None})
+        return data
+
+
+# One attempt: the connector process, its input, and what it printed
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    """What goes wrong in an attempt, as fractions of its input, so a plan fits any resume point.
+
+    source_fails_at: None, or where the source dies (0.0 = at start-up: empty input); no statuses follow.
+    kill_at: None, or after which fraction of the lines (statuses included) the connector is SIGKILLed.
+    """
+
+    source_fails_at: Optional[float] = None
+    kill_at: Optional[float] = None
+
+    @classmethod
+    def random(cls, rng: random.Random) -> "AttemptPlan":
+        fails = None if rng.random() < 0.65 else (0.0 if rng.random() < 0.25 else rng.random())
+        return cls(fails, None if rng.random() < 0.7 else rng.random())
+
+
+@dataclass
+class AttemptResult:
+    lines: list[Line]  # every line the platform sent (or would have, had the kill not come first)
+    written: int  # how many of them were written before the kill (all, without one)
+    exit_code: int
+    stdout: bytes
+    stderr: bytes
+
+    @property
+    def killed(self) -> bool:
+        return self.exit_code == -signal.SIGKILL
+
+
+def run_attempt(zygote: Zygote, args: list[str], lines: list[Line], kill_after: Optional[int]) -> AttemptResult:
+    """Feed the lines to a fresh connector through its stdin pipe; SIGKILL it after kill_after lines if given."""
+    child = zygote.spawn(args)
+    output: dict[str, bytes] = {}
+    readers = [
+        threading.Thread(target=lambda: output.__setitem__("stdout", child.stdout.read()), daemon=True),
+        threading.Thread(target=lambda: output.__setitem__("stderr", child.stderr.read()), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    written = len(lines) if kill_after is None else kill_after
+    try:
+        child.stdin.write(b"".join(line.raw + b"\n" for line in lines[:written]))
+        child.stdin.flush()
+    except BrokenPipeError:
+        pass  # it ended on its own; its exit code tells why
+    if kill_after is not None:
+        child.kill()
+    try:
+        child.stdin.close()
+    except BrokenPipeError:
+        pass
+    exit_code = child.wait()
+    for reader in readers:
+        reader.join(ZYGOTE_TIMEOUT_SECONDS)
+    child.stdout.close()
+    child.stderr.close()
+    return AttemptResult(lines, written, exit_code, output["stdout"], output["stderr"])
+
+
+def wait_until_server_idle(server, timeout: float = 30) -> None:
+    """Wait until the server has finished every connection: a killed connector's request may still be landing.
+
+    Reads the server's open-connection set (LocalKvdbServer has no public call for it yet).
+    """
+    httpd = server._httpd
+    deadline = time.monotonic() + timeout
+    while True:
+        with httpd._connections_lock:
+            if not httpd._connections:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the local KvDB server still had open connections after {timeout} s")
+        time.sleep(0.01)
+
+
+# Checks
+
+
+_DESTINATION_STATS = re.compile(rb',"destinationStats":\{[^{}]*\}|"destinationStats":\{[^{}]*\},?')
+
+
+def check_echoes(result: AttemptResult) -> tuple[list[Line], list[str]]:
+    """The states the connector echoed, matched to the ones sent: same bytes except destinationStats, in order."""
+    sent = [line for line in result.lines[: result.written] if line.positions is not None]
+    printed = result.stdout.splitlines()
+    if result.killed and printed and not result.stdout.endswith(b"\n"):
+        printed.pop()  # killed in the middle of a line
+    echoed, problems = [], []
+    for raw in printed:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            problems.append(f"protocol: stdout line is not JSON: {raw[:120]!r}")
+            continue
+        if message.get("type") != "STATE":
+            continue
+        if len(echoed) == len(sent):
+            problems.append(f"echo: a state that was never sent (or sent once, echoed twice): {raw[:160]!r}")
+            break
+        expected = sent[len(echoed)]
+        if _DESTINATION_STATS.sub(b"", raw, count=1) != expected.raw:
+            problems.append(f"echo: state {len(echoed) + 1} differs from the one sent:\n  sent   {expected.raw[:200]!r}\n  echoed {raw[:200]!r}")
+            break
+        count = (message["state"].get("destinationStats") or {}).get("recordCount")
+        if count != expected.record_count:
+            problems.append(f"echo: state {len(echoed) + 1} has recordCount {count}, the platform counted {expected.record_count}")
+        echoed.append(expected)
+    if not result.killed and len(echoed) < len(sent) and not problems:
+        problems.append(f"echo: {len(sent) - len(echoed)} of {len(sent)} states sent were never echoed")
+    return echoed, problems
+
+
+def stream_prefix(history: StreamHistory) -> str:
+    """The documented key layout for plain names: [<namespace>__ns__]<name>__ab__."""
+    return (f"{history.namespace}__ns__" if history.namespace else "") + f"{history.name}__ab__"
+
+
+def check_bucket(history: StreamHistory, items: list[tuple[str, object]]) -> list[str]:
+    return _check_dedup(history, items) if history.dedup else _check_append(history, items)
+
+
+def _check_append(history: StreamHistory, items: list[tuple[str, object]]) -> list[str]:
+    problems = []
+    counts: Counter = Counter()
+    for key, value in items:
+        entry = history.records.get(value.get("id")) if isinstance(value, dict) else None
+        if entry is None or entry[0] != value:
+            problems.append(f"{history.label}: unknown value under {key}: {str(value)[:120]}")
+        else:
+            counts[value["id"]] += 1
+    for record_id, (data, sends, acknowledged, removal) in history.records.items():
+        low = 1 if acknowledged and removal == "no" else 0
+        high = 0 if removal == "yes" else sends
+        if not low <= counts[record_id] <= high:
+            why = (
+                "acknowledged but lost" if counts[record_id] < low
+                else "should have been removed by a completed truncation" if removal == "yes"
+                else f"stored more often than sent ({sends})"
+            )
+            problems.append(f"{history.label}: record {record_id} (gen {data['gen']}, sync {data['sync']}) stored {counts[record_id]}x: {why}")
+    return problems
+
+
+def _check_dedup(history: StreamHistory, items: list[tuple[str, object]]) -> list[str]:
+    problems, seen = [], {}
+    for key, value in items:
+        version = value.get("v") if isinstance(value, dict) else None
+        if history.versions.get(version) != value or value.get(CDC_DELETED_AT) is not None:
+            problems.append(f"{history.label}: unknown value under {key}: {str(value)[:120]}")
+        elif value["id"] in seen:
+            problems.append(f"{history.label}: id {value['id']} under two keys: {seen[value['id']]} and {key}")
+        else:
+            seen[value["id"]] = key
+            if version not in history.possible[value["id"]]:
+                problems.append(f"{history.label}: id {value['id']} holds version {version} (gen {value['gen']}), expected one of {_versions(history, value['id'])}")
+    for record_id, possible in history.possible.items():
+        if record_id not in seen and None not in possible:
+            problems.append(f"{history.label}: id {record_id} is missing, expected one of {_versions(history, record_id)}")
+    return problems
+
+
+def _versions(history: StreamHistory, record_id: int) -> str:
+    return ", ".join(
+        "absent" if version is None else f"v{version} (gen {history.versions[version]['gen']})"
+        for version in sorted(history.possible[record_id], key=lambda version: version or 0)
+    )
+
+
+# The model: what each attempt may have changed
+
+
+def update_model(job: Job, result: AttemptResult, echoed: list[Line]) -> list[int]:
+    """Apply an attempt to every stream's model; return the indexes of the streams the connector must have completed."""
+    covered_upto = result.lines.index(echoed[-1]) + 1 if echoed else 0
+    for line in echoed:
+        job.resume.update(line.positions)
+    written = result.lines[: result.written]
+    statuses_arrived = any(line.status for line in written)
+    completed = []
+    for index, stream in enumerate(job.streams):
+        sent = [(number, stream.ops[line.op]) for number, line in enumerate(written) if line.stream == index and line.op is not None]
+        history = stream.history
+        if history.dedup:
+            _dedup_sent(history, sent, covered_upto)
+        else:
+            for number, data in sent:
+                entry = history.records[data["id"]]
+                entry[1] += 1
+                entry[2] = entry[2] or number < covered_upto
+        got_complete = any(line.status and line.stream == index for line in written)
+        clean_end = not result.killed and not statuses_arrived and not stream.truncates_by_generation
+        if (got_complete and not result.killed) or clean_end:
+            completed.append(index)
+            _finalize(stream, certain=True)
+        elif got_complete:  # killed after COMPLETE was written: the removal may have run, in part or fully
+            _finalize(stream, certain=False)
+    return completed
+
+
+def _dedup_sent(history: StreamHistory, sent: list[tuple[int, dict]], covered_upto: int) -> None:
+    """Per id, the key holds the result of the last covered op or of any op sent after it (or, with none covered, any)."""
+    by_id: dict[int, list[tuple[int, dict]]] = {}
+    for number, data in sent:
+        by_id.setdefault(data["id"], []).append((number, data))
+    for record_id, ops in by_id.items():
+        results = [None if data.get(CDC_DELETED_AT) else data["v"] for _, data in ops]
+        covered = [position for position, (number, _) in enumerate(ops) if number < covered_upto]
+        if covered:
+            history.possible[record_id] = set(results[covered[-1] :])
+        else:
+            history.possible[record_id] |= set(results)
+
+
+def _finalize(stream: JobStream, certain: bool) -> None:
+    history = stream.history
+    if history.dedup:
+        for record_id, possible in history.possible.items():
+            after = {None if version is not None and stream.keeps(history.versions[version]) is False else version for version in possible}
+            history.possible[record_id] = after if certain else possible | after
+        return
+    for entry in history.records.values():
+        if entry[3] != "yes" and stream.keeps(entry[0]) is False:
+            entry[3] = "yes" if certain else "maybe"
+
+
+def check_exit(job: Job, result: AttemptResult, completed: list[int]) -> list[str]:
+    """Not killed: exit 0 exactly when every stream completed; otherwise a transient error naming the others."""
+    if result.killed:
+        return []
+    incomplete = [job.streams[index].history for index in range(len(job.streams)) if index not in completed]
+    if not incomplete:
+        return [] if result.exit_code == 0 else [f"exit: code {result.exit_code} although every stream completed: {_last_error(result)}"]
+    if result.exit_code == 0:
+        return [f"exit: code 0 although {', '.join(h.label for h in incomplete)} did not complete"]
+    error = _last_error(result)
+    if not error or error.get("failure_type") != "transient_error" or not all(h.name in error.get("message", "") for h in incomplete):
+        return [f"exit: expected a transient error naming {', '.join(h.label for h in incomplete)}, got {error}"]
+    return []
+
+
+def _last_error(result: AttemptResult) -> Optional[dict]:
+    errors = []
+    for raw in result.stdout.splitlines():
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue
+        if message.get("type") == "TRACE" and message["trace"].get("type") == "ERROR":
+            errors.append(message["trace"]["error"])
+    return errors[-1] if errors else None
+
+
+# Jobs and histories
+
+
+class SimulationFailure(AssertionError):
+    pass
+
+
+class Simulator:
+    """Runs a connection's jobs against one bucket and checks every attempt; raises SimulationFailure with a rerun hint."""
+
+    def __init__(self, zygote: Zygote, server, bucket_id: str, base_config: dict, work_dir: Path, seed: int,
+                 record_output: Callable[[str], None] = lambda text: None, streams: Optional[list[StreamHistory]] = None,
+                 records_per_job: tuple[int, int] = (0, 120)):
+        self.zygote = zygote
+        self.server = server
+        self.bucket_id = bucket_id
+        self.base_config = base_config
+        self.work_dir = work_dir
+        self.seed = seed
+        self.record_output = record_output
+        rng = random.Random(seed)
+        self.connection = Connection(rng, streams, records_per_job) if streams else Connection.random(rng, records_per_job)
+        self.state_ids = itertools.count(1)
+        self.attempts = 0
+
+    def run_job(self, actions: Optional[list[str]] = None, plans: Optional[list[AttemptPlan]] = None) -> bool:
+        """One job of up to MAX_ATTEMPTS attempts (plans: scripted attempts, else random); True if an attempt succeeded."""
+        job = self.connection.next_job(self.base_config, actions)
+        config_path = self.work_dir / f"config-{job.number}.json"
+        catalog_path = self.work_dir / f"catalog-{job.number}.json"
+        config_path.write_text(json.dumps(job.config))
+        catalog_path.write_text(json.dumps(job.catalog()))
+        args = ["write", "--config", str(config_path), "--catalog", str(catalog_path)]
+        for attempt in range(1, (len(plans) if plans else MAX_ATTEMPTS) + 1):
+            rng = random.Random(f"{self.seed}/{job.number}/{attempt}")
+            plan = plans[attempt - 1] if plans else AttemptPlan.random(rng)
+            lines = job.source_lines(rng, self.state_ids)
+            if plan.source_fails_at is None:
+                lines += job.statuses(rng)
+            else:
+                lines = lines[: round(plan.source_fails_at * len(lines))]
+            kill_after = None if plan.kill_at is None else round(plan.kill_at * len(lines))
+            result = run_attempt(self.zygote, args, lines, kill_after)
+            self.attempts += 1
+            self.record_output(result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace"))
+            wait_until_server_idle(self.server)
+            echoed, problems = check_echoes(result)
+            completed = update_model(job, result, echoed)
+            problems += check_exit(job, result, completed)
+            for stream in job.streams:
+                problems += check_bucket(stream.history, self.server.items(self.bucket_id, stream_prefix(stream.history)))
+            if problems:
+                raise SimulationFailure(self._report(job, attempt, plan, result, problems))
+            if plan.source_fails_at is None and result.exit_code == 0:
+                return True
+        return False
+
+    def _report(self, job: Job, attempt: int, plan: AttemptPlan, result: AttemptResult, problems: list[str]) -> str:
+        streams = "; ".join(
+            f"{s.history.label}: {s.mode} gen {s.generation_id} min {s.minimum_generation_id} ({len(s.ops)} records)" for s in job.streams
+        )
+        stderr_tail = result.stderr.decode(errors="replace")[-1500:]
+        return (
+            f"seed {self.seed}, job {job.number}, attempt {attempt} ({plan}; exit code {result.exit_code}; "
+            f"{result.written}/{len(result.lines)} lines written; {'GLOBAL' if job.global_states else 'STREAM'} states every "
+            f"{job.checkpoint_every}; config delay {job.config['max_state_delay_seconds']} s, "
+            f"{job.config.get('max_request_bytes', 'default')} bytes)\n  streams: {streams}\n  "
+            + "\n  ".join(problems[:10])
+            + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+            + f"\n  rerun: PLATFORM_SIM_SEED={self.seed} pytest integration_tests/test_platform_sim.py -k random\n"
+            f"  connector stderr (end):\n{stderr_tail}"
+        )
+
+
+if __name__ == "__main__":
+    sys.argv = _serve_forks(sys.argv[1], sys.argv[2])
+    sys.path[0] = os.path.dirname(sys.argv[0])  # as for `python main.py`
+    runpy.run_path(sys.argv[0], run_name="__main__")
