@@ -129,6 +129,12 @@ def test_txn_applies_ops_in_order_so_the_later_op_on_a_key_wins(kvdb_bucket):
         {"set": "k" * 129, "value": 1},
         {"set": "k", "value": "v" * 16385},
         {"set": "k", "value": 1, "ttl": -1},
+        {"set": "k", "value": 1, "ttl": "10"},
+        {"set": "k", "ttl": 10},
+        {"set": None, "value": 1},
+        {"set": "k", "value": 1, "delete": "k"},
+        {"delete": "k", "ttl": 10},
+        {"value": 1},
         "not an object",
     ],
 )
@@ -144,6 +150,71 @@ def test_txn_with_one_bad_op_changes_nothing(kvdb_bucket, bad_op):
 def test_txn_body_must_be_an_object_with_a_txn_list(kvdb_bucket, body):
     response = requests.post(kvdb_bucket.url, data=body, headers=kvdb_bucket.auth_headers)
     assert_one_line_text_error(response, 400)
+
+
+EXOTIC_DOCUMENT = (
+    b'{"big": 12345678901234567890.123456789, "int": 99999999999999999999, "exp": 1E+2, "zero": -0.0,'
+    b' "huge": 1e400, "tiny": 1e-400, "escaped": "\\u00e9 \\ud83d\\ude00 \\/ \\"", "utf8": "\xc3\xa9",'
+    b' "nested": [[1, [2.50, {"z": 1, "a": 2, "z": 3}]], []], "flags": [true, false, null]}'
+)
+EXOTIC_STORED = EXOTIC_DOCUMENT.replace(b": ", b":").replace(b", ", b",")  # no ", " or ": " inside its strings
+
+
+def post_raw_txn(bucket, ops_json: bytes) -> requests.Response:
+    """Sends the txn body byte for byte (requests' json= would re-spell the numbers)."""
+    return requests.post(bucket.url, data=b'{"txn": [' + ops_json + b"]}", headers=bucket.auth_headers)
+
+
+def test_txn_values_are_stored_byte_exactly_as_sent(kvdb_bucket):
+    ops = b'{"set": "doc", "value": ' + EXOTIC_DOCUMENT + b'}, {"set": "exp", "value": 1E+2}, {"set": "int", "value": -0},'
+    ops += b' {"set": "big", "value": 99999999999999999999}, {"set": "huge", "value": 1e400}, {"set": "list", "value": [ 1.50 ]}'
+    assert post_raw_txn(kvdb_bucket, ops).status_code == 200
+    stored = {"doc": EXOTIC_STORED, "exp": b"1E+2", "int": b"-0", "big": b"99999999999999999999", "huge": b"1e400", "list": b"[1.50]"}
+
+    for key, expected in stored.items():
+        assert kvdb_bucket.server.raw_value(kvdb_bucket.bucket_id, key) == expected
+        assert requests.get(f"{kvdb_bucket.url}/{key}").content == expected
+    assert requests.get(kvdb_bucket.url + "/doc").headers["Content-Type"] == "application/json"
+    listed = list_keys(kvdb_bucket, values="true", format="jsonl").content.splitlines()
+    assert listed == [b'["' + key.encode() + b'",' + stored[key] + b"]" for key in sorted(stored)]
+    as_json = list_keys(kvdb_bucket, values="true", format="json").content
+    assert as_json == b"[" + b",".join(listed) + b"]"
+    assert list_keys(kvdb_bucket, values="true", format="text").content.splitlines()[0] == b"big=99999999999999999999"
+
+
+def test_only_numbers_that_fit_int64_or_a_finite_float_are_numbers(kvdb_bucket):
+    assert post_raw_txn(kvdb_bucket, b'{"set": "exp", "value": 1E+2}, {"set": "big", "value": 99999999999999999999}').status_code == 200
+    assert requests.patch(kvdb_bucket.url + "/exp", data=b"+1").text == "101.0"
+    assert requests.patch(kvdb_bucket.url + "/big", data=b"+1").status_code == 400  # stored as a JSON document
+    assert requests.get(kvdb_bucket.url + "/big").headers["Content-Type"] == "application/json"
+
+
+def test_text_values_are_stored_as_their_characters(kvdb_bucket):
+    assert post_raw_txn(kvdb_bucket, b'{"set": "t", "value": "caf\\u00e9 \xc3\xa9\\n"}').status_code == 200
+    assert kvdb_bucket.server.raw_value(kvdb_bucket.bucket_id, "t") == "café é\n".encode()
+    assert list_keys(kvdb_bucket, values="true", format="json").json() == [["t", "café é\n"]]
+
+
+@pytest.mark.parametrize(
+    "bad_utf8", [b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xc0\xaf"], ids=["invalid-byte", "truncated", "surrogate", "overlong"]
+)
+@pytest.mark.parametrize("where", ["document", "text", "key"])
+def test_invalid_utf8_anywhere_in_a_txn_is_400_and_applies_nothing(kvdb_bucket, bad_utf8, where):
+    string = b'"a' + bad_utf8 + b'"'
+    op = {"document": b'{"set": "k", "value": {"s": ' + string + b"}}", "text": b'{"set": "k", "value": ' + string + b"}"}
+    op["key"] = b'{"set": ' + string + b', "value": 1}'
+    response = post_raw_txn(kvdb_bucket, b'{"set": "first", "value": 1}, ' + op[where])
+    assert_one_line_text_error(response, 400)
+    assert kvdb_bucket.server.items(kvdb_bucket.bucket_id) == []
+
+
+def test_the_value_limit_counts_the_value_as_stored(kvdb_bucket):
+    padded = b'[ "' + b"x" * 16380 + b'" ]'  # 16384 bytes once the spaces are dropped
+    assert post_raw_txn(kvdb_bucket, b'{"set": "fits", "value": ' + padded + b"}").status_code == 200
+    assert len(kvdb_bucket.server.raw_value(kvdb_bucket.bucket_id, "fits")) == 16384
+    response = post_raw_txn(kvdb_bucket, b'{"set": "over", "value": [ "' + b"x" * 16381 + b'" ]}')
+    assert_one_line_text_error(response, 400)
+    assert "op 0" in response.text
 
 
 def test_key_and_value_limits_are_128_and_16384_bytes(kvdb_bucket):

@@ -155,6 +155,12 @@ class LocalKvdbServer:
         value = self._running_store().get(bucket_id, key.encode())
         return None if value is None else to_python(value.kind, value.data)
 
+    def raw_value(self, bucket_id: str, key: str) -> bytes | None:
+        """The live value of key as stored: a txn's numbers and documents as the JSON text sent (whitespace between
+        tokens dropped), text as its UTF-8; None when absent or expired."""
+        value = self._running_store().get(bucket_id, key.encode())
+        return None if value is None else value.data
+
     def _running_store(self) -> KvStore:
         if self._store is None:
             raise RuntimeError("start the server first")

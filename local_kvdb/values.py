@@ -1,7 +1,8 @@
 """How KvDB values are stored and rendered: text, numbers, and JSON documents written by a txn.
 
-A value is kept as (kind, bytes). Numbers and documents are kept as JSON text, so listings can
-splice them into a JSON response without parsing them again.
+A value is kept as (kind, bytes). Numbers and documents are kept as the JSON text the client sent, so
+listings can splice them into a JSON response without parsing them again, and big or exotic numbers
+(99999999999999999999, 1E+2, 1e400) come back exactly as written.
 """
 
 import math
@@ -9,6 +10,7 @@ import re
 from enum import IntEnum
 from typing import Any
 
+import msgspec
 import orjson
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -40,13 +42,14 @@ def from_raw_body(body: bytes) -> tuple[ValueKind, bytes]:
     return (ValueKind.NUMBER if parse_number(body) is not None else ValueKind.TEXT), body
 
 
-def from_json(value: Any) -> tuple[ValueKind, bytes]:
-    """A value written by a txn: strings become text, numbers numbers, anything else a JSON document."""
-    if isinstance(value, str):
-        return ValueKind.TEXT, value.encode()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return ValueKind.NUMBER, orjson.dumps(value)
-    return ValueKind.DOCUMENT, orjson.dumps(value)
+def from_json_text(data: bytes) -> tuple[ValueKind, bytes]:
+    """A value written by a txn, as its compact JSON text: strings become text, numbers that fit an int64 or a
+    finite float numbers, anything else (other numbers too) a JSON document kept exactly as spelled."""
+    if data[:1] == b'"':
+        return ValueKind.TEXT, msgspec.json.decode(data, type=str).encode()
+    if parse_number(data) is not None:
+        return ValueKind.NUMBER, data
+    return ValueKind.DOCUMENT, data
 
 
 def to_json_bytes(kind: ValueKind, data: bytes) -> bytes:
