@@ -430,7 +430,8 @@ class AttemptPlan:
     @classmethod
     def random(cls, rng: random.Random) -> "AttemptPlan":
         fails = None if rng.random() < 0.65 else (0.0 if rng.random() < 0.25 else rng.random())
-        return cls(fails, None if rng.random() < 0.7 else rng.random())
+        kill = None if rng.random() < 0.7 else (1.0 if rng.random() < 0.25 else rng.random())  # 1.0: while it finalizes
+        return cls(fails, kill)
 
 
 @dataclass
@@ -692,7 +693,7 @@ class Simulator:
         rng = random.Random(seed)
         self.connection = Connection(rng, streams, records_per_job) if streams else Connection.random(rng, records_per_job)
         self.state_ids = itertools.count(1)
-        self.attempts = 0
+        self.events: Counter = Counter()  # what the random runs covered: kills, failures, completed truncations...
 
     def run_job(self, actions: Optional[list[str]] = None, plans: Optional[list[AttemptPlan]] = None) -> bool:
         """One job of up to MAX_ATTEMPTS attempts (plans: scripted attempts, else random); True if an attempt succeeded."""
@@ -712,7 +713,6 @@ class Simulator:
                 lines = lines[: round(plan.source_fails_at * len(lines))]
             kill_after = None if plan.kill_at is None else round(plan.kill_at * len(lines))
             result = run_attempt(self.zygote, args, lines, kill_after)
-            self.attempts += 1
             self.record_output(result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace"))
             wait_until_server_idle(self.server)
             echoed, problems = check_echoes(result)
@@ -722,9 +722,22 @@ class Simulator:
                 problems += check_bucket(stream.history, self.server.items(self.bucket_id, stream_prefix(stream.history)))
             if problems:
                 raise SimulationFailure(self._report(job, attempt, plan, result, problems))
+            self._count(job, plan, result, completed)
             if plan.source_fails_at is None and result.exit_code == 0:
                 return True
         return False
+
+    def _count(self, job: Job, plan: AttemptPlan, result: AttemptResult, completed: list[int]) -> None:
+        self.events["attempts"] += 1
+        self.events["killed"] += result.killed
+        self.events["killed after a COMPLETE"] += result.killed and any(line.status for line in result.lines[: result.written])
+        self.events["source failed"] += plan.source_fails_at is not None
+        self.events["source failed at start-up"] += plan.source_fails_at == 0.0
+        for index in completed:
+            if job.streams[index].keeps({"gen": -1, "sync": -1}) is False:
+                self.events["truncations completed"] += 1
+        if result.exit_code > 0:
+            self.events["exited non-zero"] += 1
 
     def _report(self, job: Job, attempt: int, plan: AttemptPlan, result: AttemptResult, problems: list[str]) -> str:
         streams = "; ".join(

@@ -51,7 +51,7 @@ def test_random_connection_history(simulator, seed):
     sim = simulator(seed)
     for _ in range(JOBS_PER_HISTORY):
         sim.run_job()
-    assert sim.attempts >= JOBS_PER_HISTORY
+    assert sim.events["attempts"] >= JOBS_PER_HISTORY
 
 
 FAILS_AT_START_UP = AttemptPlan(source_fails_at=0.0)
