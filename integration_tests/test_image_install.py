@@ -1,0 +1,181 @@
+"""The connector as the Docker image builds it: only the files the Dockerfile COPYs (minus .dockerignore), installed
+with the Dockerfile's own `pip install` into a clean virtualenv, then run as the image's entrypoint runs it.
+
+No Docker engine is needed; what this catches is a file or dependency the image needs but does not get (a new module
+outside the copied paths, an import missing from setup.py's install_requires, spec.json left out of the package).
+It installs from the package index (about a minute with a warm pip cache).
+"""
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from destination_kvdb import keys
+from integration_tests import harness
+from integration_tests.harness import Run, catalog, config_for, configured_stream, record, stored_values, stream_state
+
+INSTALL_TIMEOUT_SECONDS = 1200
+RUN_TIMEOUT_SECONDS = 120
+_LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    workdir: PurePosixPath
+    copies: list[tuple[list[str], str]]  # (sources in the build context, destination) per COPY
+    pip_install_args: list[str]
+
+
+def parse_dockerfile(text: str) -> Dockerfile:
+    """The WORKDIR, the COPY instructions and the arguments of the `pip install` RUN (continuation lines joined)."""
+    workdir, copies, pip_args = PurePosixPath("/"), [], None
+    for line in re.sub(r"\\\n", " ", text).splitlines():
+        instruction, _, arguments = line.strip().partition(" ")
+        instruction, arguments = instruction.upper(), arguments.strip()
+        if instruction == "WORKDIR":
+            workdir = workdir / arguments
+        elif instruction == "COPY":
+            words = json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
+            assert not any(word.startswith("--from") for word in words), "COPY --from another stage is not reproduced here"
+            *sources, destination = [word for word in words if not word.startswith("--")]
+            copies.append((sources, destination))
+        elif instruction == "RUN" and "pip install" in arguments:
+            assert pip_args is None, "more than one `pip install` RUN"
+            pip_args = shlex.split(re.search(r"pip install ([^&;|]*)", arguments).group(1))
+    assert copies and pip_args is not None, "the Dockerfile has no COPY or no `pip install` RUN"
+    return Dockerfile(workdir, copies, pip_args)
+
+
+def _pattern_regex(pattern: str) -> re.Pattern:
+    """A .dockerignore pattern (Go filepath.Match plus `**`) as a regex over slash-separated relative paths."""
+    parts = re.split(r"(\*\*/?|\*|\?)", pattern.strip("/"))
+    wildcards = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wildcards.get(part, re.escape(part)) for part in parts))
+
+
+def dockerignore_filter(text: str):
+    """is_ignored(relative_path): Docker's rule, the last matching pattern wins (`!` re-includes); a pattern that
+    matches a directory matches everything in it."""
+    rules = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            rules.append((line.startswith("!"), _pattern_regex(line.lstrip("!"))))
+
+    def is_ignored(relative_path: str) -> bool:
+        parts = relative_path.split("/")
+        candidates = ["/".join(parts[: length + 1]) for length in range(len(parts))]
+        ignored = False
+        for is_exception, regex in rules:
+            if any(regex.fullmatch(candidate) for candidate in candidates):
+                ignored = not is_exception
+        return ignored
+
+    return is_ignored
+
+
+def copy_build_context(context: Path, dockerfile: Dockerfile, target: Path) -> None:
+    """Puts into target what the COPY instructions put into the image's WORKDIR, honouring .dockerignore."""
+    ignore_file = context / ".dockerignore"
+    is_ignored = dockerignore_filter(ignore_file.read_text() if ignore_file.exists() else "")
+    for sources, destination in dockerfile.copies:
+        into = target / (dockerfile.workdir / destination).relative_to(dockerfile.workdir)
+        as_directory = destination.endswith("/") or len(sources) > 1
+        for source in sources:
+            matches = [path for path in sorted(context.glob(source)) if not is_ignored(path.relative_to(context).as_posix())]
+            assert matches, f"COPY {source}: nothing in the build context (missing or .dockerignore'd)"
+            for path in matches:
+                if path.is_dir():
+                    _copy_tree(context, path, into, is_ignored)
+                else:
+                    _copy_file(path, into / path.name if as_directory else into)
+
+
+def _copy_tree(context: Path, directory: Path, into: Path, is_ignored) -> None:
+    """A directory source: its contents (not the directory itself) go into the destination, as COPY does."""
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and not is_ignored(path.relative_to(context).as_posix()):
+            _copy_file(path, into / path.relative_to(directory))
+
+
+def _copy_file(source: Path, destination: Path) -> None:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, destination)
+
+
+def isolated_env() -> dict[str, str]:
+    """This environment without what would let pip or the connector see this checkout or its virtualenv."""
+    return {name: value for name, value in os.environ.items() if name not in _LEAKY_ENV}
+
+
+@dataclass(frozen=True)
+class InstalledImage:
+    workdir: Path  # the image's WORKDIR: the copied files, main.py among them
+    python: Path  # the clean virtualenv's interpreter, standing in for the image's python
+
+    def run(self, *args: str, stdin: bytes = b"") -> Run:
+        """`python main.py ARGS` from the WORKDIR, as the image's ENTRYPOINT runs it, seeing only its own install."""
+        completed = subprocess.run(
+            [str(self.python), str(self.workdir / "main.py"), *args],
+            input=stdin, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env(), cwd=self.workdir,
+        )
+        stdout, stderr = completed.stdout.decode(), completed.stderr.decode()
+        harness.captured_output.extend([stdout, stderr])
+        return Run(completed.returncode, stdout, stderr, harness.parse_output(stdout))
+
+
+@pytest.fixture(scope="module")
+def installed_image(tmp_path_factory):
+    """Builds once per module; the copy and the virtualenv (a few hundred MB) are removed afterwards."""
+    root = tmp_path_factory.mktemp("image")
+    dockerfile = parse_dockerfile((harness.REPO_ROOT / "Dockerfile").read_text())
+    workdir, venv = root / "integration_code", root / "venv"
+    try:
+        copy_build_context(harness.REPO_ROOT, dockerfile, workdir)
+        subprocess.run(
+            [sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env()
+        )
+        python = venv / "bin" / "python"
+        # The image's own pip arguments, but with the pip cache: the image drops it to stay small, a test wants speed.
+        pip_args = [arg for arg in dockerfile.pip_install_args if arg != "--no-cache-dir"]
+        installed = subprocess.run(
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", *pip_args],
+            capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS, cwd=workdir, env=isolated_env(),
+        )
+        assert installed.returncode == 0, f"pip install failed:\n{installed.stdout[-3000:]}\n{installed.stderr[-3000:]}"
+        yield InstalledImage(workdir, python)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_installed_image_prints_its_spec(installed_image):
+    run = installed_image.run("spec")
+    assert run.exit_code == 0, run.stderr[-3000:]
+    (spec_message,) = run.of_type("SPEC")
+    expected = json.loads((harness.REPO_ROOT / "destination_kvdb" / "spec.json").read_text())
+    assert spec_message["spec"]["connectionSpecification"] == expected["connectionSpecification"]
+
+
+def test_the_installed_image_writes_records_and_echoes_the_state(installed_image, kvdb_bucket, tmp_path):
+    users = [{"id": number, "name": f"user {number} ü", "score": number / 4} for number in range(5)]
+    state = stream_state("users", cursor=4)
+    config = harness.write_json(tmp_path / "config.json", config_for(kvdb_bucket))
+    configured = harness.write_json(tmp_path / "catalog.json", catalog(configured_stream("users", "append")))
+    messages = [record("users", data) for data in users] + [state]
+
+    run = installed_image.run("write", "--config", config, "--catalog", configured, stdin=harness.encode_lines(messages))
+
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert run.errors == []
+    (echoed,) = run.states
+    assert echoed["state"]["stream"] == state["state"]["stream"]
+    assert echoed["state"]["destinationStats"]["recordCount"] == len(users)
+    assert stored_values(kvdb_bucket, keys.stream_prefix("users")) == users
