@@ -22,7 +22,9 @@ import re
 from typing import Any, Optional
 from urllib.parse import quote
 
-import orjson
+import msgspec
+
+from destination_kvdb import messages
 
 MAX_KEY_BYTES = 128
 MAX_NAME_PART_BYTES = 36
@@ -33,7 +35,7 @@ DEDUP_MARK = "k."
 HASH_CHARS = 12
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
-_APPEND_SUFFIX = re.compile(r"\d{13}\.([gr][0-9a-z]+)\.[0-9a-f]{8}")
+_APPEND_SUFFIX = re.compile(r"\d{13}\.([grs][0-9a-z]+)\.[0-9a-f]{8}")
 _SAFE_PK_CHARS = "-_~!$'()*+,;=@:/"  # quote() also keeps "." which _pk_text escapes itself
 
 
@@ -91,9 +93,19 @@ def generation_tag(generation_id: int) -> str:
     return f"g{generation_id}"
 
 
+def sync_tag(sync_id: int) -> str:
+    """Tag of an overwrite sync without generation ids: shared by every attempt of the sync."""
+    return f"s{sync_id}"
+
+
 def run_tag(run_id: int) -> str:
-    """Tag of an overwrite run: unique to the process that writes it."""
+    """Tag of an overwrite run with neither generation nor sync id (hand runs): unique to the process."""
     return "r" + _base36(run_id)
+
+
+def tag_generation(tag: Optional[str]) -> Optional[int]:
+    """The generation a tag names, or None for sync/run tags and untagged keys."""
+    return int(tag[1:]) if tag and tag[0] == "g" and tag[1:].isdigit() else None
 
 
 def _base36(number: int) -> str:
@@ -129,33 +141,36 @@ class MissingPrimaryKey(ValueError):
     """A dedup record lacks a primary-key field or has it null."""
 
 
-class InexactPrimaryKey(ValueError):
-    """A primary-key number too large for 64 bits: the parser made it a float, so distinct ids could collide."""
+def primary_key_texts(fields: dict[str, msgspec.Raw], primary_key: list[list[str]]) -> list[str]:
+    """The text of each primary-key value, from the record's raw top-level fields.
 
-
-def primary_key_values(data: dict, primary_key: list[list[str]]) -> list[Any]:
-    values = []
+    A string is its text; anything else is its JSON spelling exactly as the source sent it
+    (whitespace removed), so ids of any size or precision stay distinct.
+    """
+    texts = []
     for path in primary_key:
-        value: Any = data
-        for field in path:
-            if not isinstance(value, dict) or value.get(field) is None:
+        value: Any = fields
+        for depth, field in enumerate(path):
+            if depth:
+                try:
+                    value = messages.fields(value)
+                except msgspec.ValidationError:
+                    raise MissingPrimaryKey(".".join(path)) from None
+            value = value.get(field)
+            if value is None or bytes(value) == b"null":
                 raise MissingPrimaryKey(".".join(path))
-            value = value[field]
-        if type(value) is float and abs(value) >= 2**63:
-            raise InexactPrimaryKey(".".join(path))
-        values.append(value)
-    return values
+        raw = bytes(value)
+        texts.append(msgspec.json.decode(raw, type=str) if raw[:1] == b'"' else msgspec.json.format(raw, indent=-1).decode())
+    return texts
 
 
-def _pk_text(value: Any) -> str:
-    """Strings as they are, anything else as JSON: the id 1 and the id "1" share a key."""
-    text = value if isinstance(value, str) else orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+def _pk_text(text: str) -> str:
     return quote(text, safe=_SAFE_PK_CHARS).replace(".", "%2E")
 
 
-def dedup_key(prefix: str, pk_values: list[Any]) -> str:
-    """The same primary key gives the same key in every sync; composite keys join with '.'."""
-    key = prefix + DEDUP_MARK + ".".join(_pk_text(value) for value in pk_values)
+def dedup_key(prefix: str, pk_texts: list[str]) -> str:
+    """The same primary key gives the same key in every sync (the id 1 and the id "1" share it); composite keys join with '.'."""
+    key = prefix + DEDUP_MARK + ".".join(_pk_text(text) for text in pk_texts)
     if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
         return key
     keep = MAX_KEY_BYTES - HASH_CHARS - 1

@@ -2,6 +2,7 @@
 
 import itertools
 
+import msgspec
 import pytest
 
 from destination_kvdb import keys
@@ -77,8 +78,8 @@ def test_0_1_x_keys_have_no_tag():
 
 def test_dedup_keys_are_stable_and_distinguish_composite_parts():
     prefix = keys.stream_prefix("users")
-    assert keys.dedup_key(prefix, [42]) == "users__ab__k.42"
-    assert keys.dedup_key(prefix, [42, "eu"]) == "users__ab__k.42.eu"
+    assert keys.dedup_key(prefix, ["42"]) == "users__ab__k.42"
+    assert keys.dedup_key(prefix, ["42", "eu"]) == "users__ab__k.42.eu"
     assert keys.dedup_key(prefix, ["a.b", "c"]) != keys.dedup_key(prefix, ["a", "b.c"])
     assert keys.dedup_key(prefix, ["x" * 300]) == keys.dedup_key(prefix, ["x" * 300])
     assert keys.dedup_key(prefix, ["x" * 300]) != keys.dedup_key(prefix, ["x" * 299 + "y"])
@@ -86,27 +87,43 @@ def test_dedup_keys_are_stable_and_distinguish_composite_parts():
 
 def test_keys_are_json_safe_ascii():
     prefix = keys.stream_prefix('we"ird\\name', "ns\n")
-    for key in [keys.append_key(prefix, 1, "g0", 1), keys.dedup_key(prefix, ['q"uote\\', {"b": 1, "a": 2}])]:
+    for key in [keys.append_key(prefix, 1, "g0", 1), keys.dedup_key(prefix, ['q"uote\\', '{"b":1,"a":2}'])]:
         assert key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+
+
+def raw_fields(data: bytes) -> dict:
+    return msgspec.json.decode(data, type=dict[str, msgspec.Raw])
 
 
 @pytest.mark.parametrize(
     "data, primary_key, expected",
     [
-        ({"id": 1}, [["id"]], [1]),
-        ({"id": 1, "region": "eu"}, [["id"], ["region"]], [1, "eu"]),
-        ({"meta": {"id": "x"}}, [["meta", "id"]], ["x"]),
-        ({"id": 0}, [["id"]], [0]),
+        (b'{"id": 1}', [["id"]], ["1"]),
+        (b'{"id": 1, "region": "eu"}', [["id"], ["region"]], ["1", "eu"]),
+        (b'{"meta": {"id": "x"}}', [["meta", "id"]], ["x"]),
+        (b'{"id": 0}', [["id"]], ["0"]),
+        (b'{"id": "\\u00e9t\\u00e9"}', [["id"]], ["\u00e9t\u00e9"]),
+        (b'{"id": 123456789012345678901234567890}', [["id"]], ["123456789012345678901234567890"]),
+        (b'{"id": 123456789012345678901234567891}', [["id"]], ["123456789012345678901234567891"]),
+        (b'{"id": 1E+2}', [["id"]], ["1E+2"]),
+        (b'{"id": 12345678901234567890.123456789}', [["id"]], ["12345678901234567890.123456789"]),
+        (b'{"id": [1, {"b": 2}]}', [["id"]], ['[1,{"b":2}]']),
     ],
 )
-def test_primary_key_values(data, primary_key, expected):
-    assert keys.primary_key_values(data, primary_key) == expected
+def test_primary_key_texts_are_strings_or_the_exact_json_spelling(data, primary_key, expected):
+    assert keys.primary_key_texts(raw_fields(data), primary_key) == expected
 
 
-@pytest.mark.parametrize("data", [{}, {"id": None}, {"meta": "flat"}, {"meta": {}}])
+def test_distinct_big_ids_give_distinct_keys():
+    prefix = keys.stream_prefix("users")
+    texts = [keys.primary_key_texts(raw_fields(b'{"id": %d}' % (10**29 + n)), [["id"]]) for n in range(3)]
+    assert len({keys.dedup_key(prefix, text) for text in texts}) == 3
+
+
+@pytest.mark.parametrize("data", [b"{}", b'{"id": null}', b'{"meta": "flat"}', b'{"meta": {}}', b'{"meta": {"id": null}}'])
 def test_missing_primary_key_is_named(data):
     with pytest.raises(keys.MissingPrimaryKey) as missing:
-        keys.primary_key_values(data, [["meta", "id"]] if "meta" in data else [["id"]])
+        keys.primary_key_texts(raw_fields(data), [["meta", "id"]] if b"meta" in data else [["id"]])
     assert str(missing.value) in ("id", "meta.id")
 
 
