@@ -34,7 +34,8 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.transactions import set_op
-from destination_kvdb.writer import KvdbWriter
+from destination_kvdb.reader import LineBlocks, line_chunks, stream_chunks
+from destination_kvdb.writer import KvdbWriter, WriteOptions
 
 logger = logging.getLogger("airbyte")
 
@@ -69,7 +70,7 @@ class DestinationKvdb(Destination):
         logger.info("Begin writing to KvDB...")
         # What the CDK imported lives for the whole process: keep the cyclic GC from rescanning it.
         gc.freeze()
-        self._write_lines(config, catalog, sys.stdin.buffer, print_line)
+        self._write(config, catalog, LineBlocks(stream_chunks(sys.stdin.buffer)), print_line)
 
     def write(
         self,
@@ -85,7 +86,7 @@ class DestinationKvdb(Destination):
 
         def work() -> None:
             try:
-                self._write_lines(config, configured_catalog, lines, outbox.put)
+                self._write(config, configured_catalog, LineBlocks(line_chunks(lines)), outbox.put)
                 outbox.put(finished)
             except BaseException as error:  # handed to the caller's thread below
                 outbox.put(error)
@@ -125,11 +126,11 @@ class DestinationKvdb(Destination):
             problem = f"'{field}' is invalid ({error.validator}: see the spec)"
         raise AirbyteTracedException(message=f"Invalid config: {problem}", failure_type=FailureType.config_error)
 
-    def _write_lines(
+    def _write(
         self,
         config: Mapping[str, Any],
         catalog: ConfiguredAirbyteCatalog,
-        lines: Iterable[bytes],
+        blocks: LineBlocks,
         emit: Callable[[bytes], None],
     ) -> None:
         policy = RetryPolicy(
@@ -137,8 +138,13 @@ class DestinationKvdb(Destination):
         )
         client = _client(config, policy)
         try:
-            writer = KvdbWriter(catalog, client, emit, max_in_flight=config["max_requests_in_flight"])
-            writer.write_lines(lines)
+            options = WriteOptions(
+                max_in_flight=config["max_requests_in_flight"],
+                max_state_delay_seconds=config["max_state_delay_seconds"],
+                oversized_records=config["oversized_records"],
+                include_airbyte_metadata=config["include_airbyte_metadata"],
+            )
+            KvdbWriter(catalog, client, emit, options).write(blocks)
         finally:
             client.close()
 

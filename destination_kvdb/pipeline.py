@@ -1,9 +1,10 @@
 """Requests in flight, and the rule that a state is released only after everything before it is stored.
 
 Transaction requests run concurrently on a small thread pool (pooled connections). Each state
-waits for the requests submitted before it; when the last of them succeeds, the worker that
-finished it releases the state at once, in arrival order, so states reach the platform while
-the sync runs. After any failed request no later state is ever released.
+waits for the requests that carry the records before it (those submitted already, and the batch
+still being filled, which becomes the next request); when the last of them succeeds, the worker
+that finished it releases the state at once, in arrival order. A failed request stops every
+later state, never an earlier one whose requests all succeeded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import threading
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Optional
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 
 class AckPipeline:
@@ -27,6 +31,7 @@ class AckPipeline:
         self._acked_later: set[int] = set()
         self._waiting_states: deque[tuple[int, bytes]] = deque()
         self._failure: Optional[BaseException] = None
+        self._release_failed = False
 
     def submit(self, body: bytes, conflict_keys: set[str]) -> None:
         """Send a transaction body; blocks while the pool is full or a request touching the same keys runs."""
@@ -43,10 +48,10 @@ class AckPipeline:
         number = self._submitted
         self._in_flight[number] = (self._executor.submit(self._send_and_ack, number, body), conflict_keys)
 
-    def add_state(self, state_line: bytes) -> None:
-        """Release the state once every request submitted so far has succeeded."""
+    def add_state(self, state_line: bytes, after_next_request: bool) -> None:
+        """Release the state once every request submitted so far, and the next one if it holds its records, succeeded."""
         with self._lock:
-            self._waiting_states.append((self._submitted, state_line))
+            self._waiting_states.append((self._submitted + after_next_request, state_line))
             self._release_ready_states()
 
     def drain(self) -> None:
@@ -69,14 +74,25 @@ class AckPipeline:
                     self._acked_later.remove(self._acked_through)
                 self._release_ready_states()
         except BaseException as error:
+            if not isinstance(error, AirbyteTracedException):  # a bug, not KvDB: say so instead of a bare traceback
+                error = AirbyteTracedException(
+                    message=f"Unexpected error while sending records to KvDB or echoing a state ({type(error).__name__})",
+                    internal_message=f"{type(error).__name__} on a sender thread",
+                    failure_type=FailureType.system_error,
+                )
             with self._lock:
                 self._failure = self._failure or error
-            raise
+            raise error
 
     def _release_ready_states(self) -> None:
         """Called with the lock held, which keeps released states in arrival order."""
-        while self._waiting_states and self._failure is None and self._waiting_states[0][0] <= self._acked_through:
-            self._release(self._waiting_states.popleft()[1])
+        while not self._release_failed and self._waiting_states and self._waiting_states[0][0] <= self._acked_through:
+            try:
+                self._release(self._waiting_states[0][1])
+            except BaseException:
+                self._release_failed = True  # no later state may overtake the one that could not be echoed
+                raise
+            self._waiting_states.popleft()
 
     def _forget_finished(self) -> None:
         for number in [number for number, (future, _) in self._in_flight.items() if future.done()]:

@@ -1,45 +1,56 @@
-"""Turns the stream of Airbyte messages into KvDB transactions, states and sync-mode endings.
+"""Turns the stream of Airbyte messages into KvDB transactions, states and stream endings.
 
-Lines are parsed straight from bytes with orjson (the CDK's models cost several times more and
-drop fields such as the platform's state `id`). Records become encoded transaction ops in one
-byte-bounded batch shared by all streams; a full batch, a state, a stream's completion and the
-end of input send it. States are echoed byte-for-byte as received, plus `destinationStats`,
-once every request before them succeeded (see pipeline.py).
-
-Overwrite and truncate refresh never delete first: new records get new keys tagged with the
-sync (or generation), and only when the stream is COMPLETE are the keys of earlier syncs removed.
+Input arrives in blocks of lines (reader.py), each decoded in one call into typed messages whose
+record `data` is the raw bytes the source sent (messages.py); those bytes go into the
+transaction as they are. Records of all streams share one byte-bounded batch, sent when it is
+full, when a state has waited max_state_delay_seconds for it, at a truncating stream's COMPLETE
+and at the end of input: a state alone never costs a request. Each state is echoed as received,
+plus destinationStats, once the requests holding its records succeeded (pipeline.py). Which keys
+survive a stream's end, and what counts as its end, is retention.py's to decide.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
-import orjson
+import msgspec
 from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream, DestinationSyncMode, FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb import keys
+from destination_kvdb import keys, messages
 from destination_kvdb.client import KvdbClient
-from destination_kvdb.transactions import TxnPacker, delete_op, set_op
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress
+from destination_kvdb.reader import LineBlocks, line_chunks
+from destination_kvdb.record_values import OversizedRecord, RecordValues
+from destination_kvdb.retention import Retention
 from destination_kvdb.spill import SpilledKeys
+from destination_kvdb.transactions import MAX_OPS_PER_TXN, NotAnObject, TxnPacker, delete_op, set_op
 
 logger = logging.getLogger("airbyte")
 
 MAX_VALUE_BYTES = 16_384
-DELETE_CHUNK = 5_000
-PROGRESS_CHECK_EVERY = 1_024
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 _COUNTER_LOW_HEX = tuple(low.encode() for low in keys.COUNTER_LOW_HEX)
+_NOT_READABLE = (msgspec.DecodeError, RecursionError)  # invalid, or nested deeper than the decoder goes
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    max_in_flight: int = 4
+    max_state_delay_seconds: float = 60.0
+    oversized_records: str = "null_fields"
+    include_airbyte_metadata: bool = False
 
 
 class RejectedRecord(Exception):
     """A record KvDB cannot take; the writer adds the line number."""
 
-    def __init__(self, message: str, failure_type: FailureType):
+    def __init__(self, message: str, failure_type: FailureType = FailureType.config_error):
         super().__init__(message)
         self.failure_type = failure_type
 
@@ -51,26 +62,30 @@ def _error(message: str, failure_type: FailureType = FailureType.system_error) -
 class StreamSink:
     """One catalog stream: how its records become ops, and how its sync mode ends."""
 
-    def __init__(self, configured: ConfiguredAirbyteStream, run_id: int, batch: TxnPacker, clock: CoarseClock):
+    def __init__(self, configured: ConfiguredAirbyteStream, run_id: int, batch: TxnPacker, clock: CoarseClock, options: WriteOptions):
         stream = configured.stream
         self.namespace = stream.namespace or None
         self.label = f"{self.namespace}.{stream.name}" if self.namespace else stream.name
         self.prefix = keys.stream_prefix(stream.name, self.namespace)
-        mode = configured.destination_sync_mode
-        self.dedup = mode == DestinationSyncMode.append_dedup
+        self.dedup = configured.destination_sync_mode == DestinationSyncMode.append_dedup
         self.primary_key = configured.primary_key or []
         if self.dedup and not self.primary_key:
             raise _error(f"stream '{self.label}' uses append_dedup but has no primary key", FailureType.config_error)
-        self.generation = configured.generation_id or 0
-        self.minimum_generation = configured.minimum_generation_id or 0
-        self.overwrite = mode == DestinationSyncMode.overwrite
-        if self.overwrite:  # Airbyte itself sends truncate refreshes (generations), which survive attempts
-            self.tag = keys.run_tag(run_id)
-        else:
-            self.tag = keys.generation_tag(self.generation)
-        self.truncates = self.overwrite or self.minimum_generation > 0
+        self.retention = Retention.of(configured, run_id)
+        self.tag = self.retention.tag
+        self.values = RecordValues(
+            primary_key=self.primary_key,
+            cursor_field=configured.cursor_field or [],
+            oversized_records=options.oversized_records,
+            include_metadata=options.include_airbyte_metadata,
+            generation_id=self.retention.generation_id,
+            sync_id=configured.sync_id,
+            max_value_bytes=MAX_VALUE_BYTES,
+        )
+        self._always_build = options.include_airbyte_metadata
         self.records = 0
         self.bytes = 0
+        self.reduced = 0
         self.records_at_last_state = 0
         self.completed = False
         self.finalized = False
@@ -80,91 +95,91 @@ class StreamSink:
         self._ms = 0
         self._key_head = b""
 
-    def write(self, data: dict) -> None:
-        """The hot path: one record into one op (two for a dedup stream being truncated)."""
-        try:
-            value = orjson.dumps(data)
-        except orjson.JSONEncodeError:  # parsing accepts deeper nesting than encoding does
-            raise RejectedRecord(
-                f"a record of stream '{self.label}' is nested too deeply to be stored as JSON",
-                FailureType.config_error,
-            ) from None
-        if len(value) > MAX_VALUE_BYTES:
-            raise RejectedRecord(
-                f"a record of stream '{self.label}' is {len(value)} bytes as JSON, over KvDB's limit of "
-                f"{MAX_VALUE_BYTES} bytes per value",
-                FailureType.config_error,
-            )
+    def write(self, record: messages.Record) -> None:
+        """The hot path: the record's bytes into one op (two for a dedup stream being truncated)."""
+        value = record.data
+        if self._always_build or len(value) > MAX_VALUE_BYTES:
+            value = self._built(record)
+        if self.dedup:
+            self._write_dedup(record.data, value)
+        else:
+            low = (self.records + 1) & 0xFF
+            if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
+                self._ms = max(self._clock.ms, self._ms)
+                self._key_head = keys.append_key_head(self.prefix, self._ms, self.tag, self.records + 1).encode()
+            try:
+                self._add_set(self._key_head, _COUNTER_LOW_HEX[low], value)
+            except NotAnObject:
+                raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
         self.records += 1
         self.bytes += len(value)
-        if self.dedup:
-            self._write_dedup(data, value)
-            return
-        low = self.records & 0xFF
-        if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
-            self._ms = max(self._clock.ms, self._ms)
-            self._key_head = keys.append_key_head(self.prefix, self._ms, self.tag, self.records).encode()
-        self._add_set(self._key_head, _COUNTER_LOW_HEX[low], value)
 
-    def _write_dedup(self, data: dict, value: bytes) -> None:
+    def _built(self, record: messages.Record) -> bytes:
+        """The stored value when it is more than a copy: metadata asked for, or a record over KvDB's limit."""
         try:
-            key = keys.dedup_key(self.prefix, keys.primary_key_values(data, self.primary_key))
+            built = self.values.build(record.data, getattr(record, "emitted_at", None), getattr(record, "meta", None))
+        except OversizedRecord as oversized:
+            raise RejectedRecord(
+                f"a record of stream '{self.label}' is {oversized.size} bytes as JSON, over KvDB's limit of "
+                f"{MAX_VALUE_BYTES} bytes per value"
+                + (f", and still {oversized.reduced_size} bytes with only its primary key and cursor" if oversized.reduced_size else "")
+            ) from None
+        except _NOT_READABLE:
+            raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
+        if built.nulled or built.whole_record:
+            self.reduced += 1
+            what = "every field but its primary key and cursor" if built.whole_record else ", ".join(
+                f"'{field}' ({size} bytes)" for field, size in built.nulled
+            )
+            logger.info(f"stream '{self.label}': a record of {len(record.data)} bytes was reduced to {len(built.value)} bytes to fit KvDB's limit; nulled {what}")
+        return built.value
+
+    def _write_dedup(self, data: msgspec.Raw, value: bytes) -> None:
+        try:
+            fields = messages.fields(data)
+        except _NOT_READABLE:
+            raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
+        try:
+            key = keys.dedup_key(self.prefix, keys.primary_key_texts(fields, self.primary_key))
         except keys.MissingPrimaryKey as missing:
-            raise RejectedRecord(
-                f"a record of stream '{self.label}' has no value for its primary key field '{missing}'",
-                FailureType.config_error,
-            ) from None
-        except keys.InexactPrimaryKey as inexact:
-            raise RejectedRecord(
-                f"a record of stream '{self.label}' has a number beyond 64 bits in its primary key field "
-                f"'{inexact}', which JSON parsing cannot keep exact; send it as a string",
-                FailureType.config_error,
-            ) from None
-        if data.get(CDC_DELETED_AT) is not None:
+            raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
+        deleted_at = fields.get(CDC_DELETED_AT)
+        if deleted_at is not None and bytes(deleted_at) != b"null":
             self._add(delete_op(key), key)
             return
         self._add_set(key.encode(), b"", value, key)
-        if self.truncates:
-            self._add(set_op(keys.marker_key(self.prefix, self.generation, key), key))
+        if self.retention.truncates:
+            self._add(set_op(keys.marker_key(self.prefix, self.retention.generation_id, key), key))
 
     def take_records_since_state(self) -> int:
         count, self.records_at_last_state = self.records - self.records_at_last_state, self.records
         return count
 
     def remove_earlier_data(self, client: KvdbClient) -> None:
-        """Delete what earlier syncs left; run only once every record of this sync is stored.
+        """Delete what the retention rules do not keep; run only once every record of this sync is stored.
 
-        Dedup keys carry no tag, so truncate refresh marks them per generation; the markers of
-        kept generations stay, so a later sync of the same generation keeps those keys too.
+        Dedup keys carry no tag, so truncating dedup streams mark them per generation; the markers
+        of kept generations stay, so a later sync of the same generation keeps those keys too.
         """
+        keeps = self.retention.keeps
         with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
             if self.dedup:
                 with SpilledKeys() as kept:
                     for marker in client.list_keys(keys.markers_prefix(self.prefix)):
                         parsed = keys.parse_marker(self.prefix, marker)
-                        if parsed and parsed[0] >= self.minimum_generation:
+                        if parsed and keeps(keys.generation_tag(parsed[0])):
                             kept.add(parsed[1])
                         else:
                             stale_markers.add(marker)
                     doomed.add_all(key for key in client.list_keys(self.prefix) if keys.marker_digest(key) not in kept)
             else:
-                doomed.add_all(key for key in client.list_keys(self.prefix) if not self._keeps(key))
+                doomed.add_all(key for key in client.list_keys(self.prefix) if not keeps(keys.append_key_tag(self.prefix, key)))
             removed = len(doomed)
             # Stale markers go last: if this is interrupted, the next attempt still knows what to keep.
             for spilled in (doomed, stale_markers):
-                for chunk in spilled.chunks(DELETE_CHUNK):
-                    client.delete_keys(chunk)
+                client.delete_keys(key for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk)
         self.finalized = True
         logger.info(f"stream '{self.label}': removed {removed} keys left by earlier syncs")
-
-    def _keeps(self, key: str) -> bool:
-        """Overwrite keeps this sync's keys; truncate refresh keeps generations >= the minimum."""
-        tag = keys.append_key_tag(self.prefix, key)
-        if tag is None:
-            return False
-        if self.overwrite:
-            return tag == self.tag
-        return tag.startswith("g") and int(tag[1:]) >= self.minimum_generation
 
 
 class KvdbWriter:
@@ -175,129 +190,229 @@ class KvdbWriter:
         catalog: ConfiguredAirbyteCatalog,
         client: KvdbClient,
         emit: Callable[[bytes], None],
-        max_in_flight: int,
+        options: WriteOptions = WriteOptions(),
         progress: Optional[Progress] = None,
     ):
         self.client = client
-        self.progress = progress or Progress()
-        self.pipeline = AckPipeline(client.send_txn, emit, max_in_flight)
-        self.batch = TxnPacker(client.max_request_bytes, self.pipeline.submit)
+        self.options = options
+        self.progress = progress or Progress(client.usage)
+        self.pipeline = AckPipeline(client.send_txn, emit, options.max_in_flight)
+        self.batch = TxnPacker(client.request_limit, self._send_batch)
+        self._decoder = messages.message_decoder(options.include_airbyte_metadata)
         self.clock = CoarseClock()
-        run_id = self.clock.ms
-        self.sinks: dict[tuple[Optional[str], str], StreamSink] = {}
-        for configured in catalog.streams:
-            sink = StreamSink(configured, run_id, self.batch, self.clock)
-            self.sinks[(sink.namespace, configured.stream.name)] = sink
+        try:
+            self.sinks: dict[tuple[Optional[str], str], StreamSink] = {}
+            for configured in catalog.streams:
+                sink = StreamSink(configured, self.clock.ms, self.batch, self.clock, options)
+                self.sinks[(sink.namespace, configured.stream.name)] = sink
+        except BaseException:
+            self.clock.stop()
+            raise
         self.records_at_last_global_state = 0
         self.statuses_seen = False
+        self.lines = 0  # input lines fully processed
+        self._state_waiting_since: Optional[float] = None  # the oldest state waiting for the batch being filled
 
     def write_lines(self, lines: Iterable[bytes]) -> None:
-        """Process every input line, then end the sync; on any error store and ack what came before."""
+        """Lines ending in a newline, e.g. a file or the CDK's in-process messages."""
+        self.write(LineBlocks(line_chunks(line.rstrip(b"\n") for line in lines)))
+
+    def write(self, blocks: LineBlocks) -> None:
+        """Process the whole input, then end the sync; on any error store and ack what came before."""
         try:
-            self._read(lines)
+            self._read(blocks)
             self._commit_all()
             self._end_of_input()
         except AirbyteTracedException:
-            self._commit_all()
+            try:
+                self._commit_all()
+            except AirbyteTracedException as also:
+                logger.info(f"after the error, storing the records before it failed too: {also.message}")
             raise
         finally:
             self.pipeline.close()
             self.clock.stop()
         self.progress.report("sync finished", self.sinks.values())
+        for sink in self.sinks.values():
+            if sink.reduced:
+                logger.info(f"stream '{sink.label}': {sink.reduced} records were reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
 
-    def _read(self, lines: Iterable[bytes]) -> None:
-        """The hot loop: well-formed records of known streams go straight to their sink."""
-        loads, sinks = orjson.loads, self.sinks
-        for number, line in enumerate(lines, 1):
+    # ---------------------------------------------------------------------------------- reading
+
+    def _read(self, blocks: LineBlocks) -> None:
+        delay = self.options.max_state_delay_seconds
+        while (block := blocks.next_block(self._time_left_for_waiting_state())) is not None:
+            if block:
+                self._block(block)
+                self.progress.maybe_report(self.sinks.values())
+            if self._state_waiting_since is not None and time.monotonic() - self._state_waiting_since >= delay:
+                self.batch.flush()
+
+    def _time_left_for_waiting_state(self) -> Optional[float]:
+        if self._state_waiting_since is None:
+            return None
+        return max(0.0, self._state_waiting_since + self.options.max_state_delay_seconds - time.monotonic())
+
+    def _block(self, block: bytes) -> None:
+        """The hot loop: a block decoded in one call, records of known streams straight to their sink."""
+        if not block.isascii():
             try:
-                message = loads(line)
-            except orjson.JSONDecodeError:
-                if line.strip():
-                    raise _error(f"input line {number} is not valid JSON (or not UTF-8)") from None
-                continue
-            try:  # subscripts and one except clause are the cheapest checks for the common case
-                record = message["record"] if message["type"] == "RECORD" else None
-                sink = sinks[(record.get("namespace") or None, record["stream"])]
-                data = record["data"]
-            except (KeyError, TypeError, AttributeError):  # not a record of a known stream: _process_other says why
-                sink = data = None
-            if data.__class__ is dict:
-                try:
-                    sink.write(data)
-                except RejectedRecord as rejected:
-                    raise _error(f"input line {number}: {rejected}", rejected.failure_type) from None
-                if not number % PROGRESS_CHECK_EVERY:
-                    self.progress.maybe_report(sinks.values())
-                continue
-            self._process_other(number, message)
+                block.decode()
+            except UnicodeDecodeError as bad:
+                valid = block.rfind(b"\n", 0, bad.start) + 1
+                if valid:
+                    self._block(block[:valid])
+                raise _error(f"input line {self.lines + 1} is not valid JSON (or not UTF-8)") from None
+        line_count = block.count(b"\n") + (block[-1:] != b"\n")
+        try:
+            decoded = self._decoder.decode_lines(block)
+        except _NOT_READABLE:
+            decoded = None
+        if decoded is None or len(decoded) != line_count:  # a bad or blank line, or two messages on one: line by line
+            for line in block.split(b"\n")[:line_count]:
+                self._line(line)
+            return
+        sinks, first = self.sinks, self.lines + 1
+        lines_of_block: Optional[list[bytes]] = None
+        for index, message in enumerate(decoded):
+            record = message.record
+            if record is not None and message.type == "RECORD":
+                sink = sinks.get((record.namespace or None, record.stream))
+                if sink is not None:
+                    try:
+                        sink.write(record)
+                    except RejectedRecord as rejected:
+                        raise self._rejected(first + index, rejected) from None
+                    continue
+            lines_of_block = lines_of_block or block.split(b"\n")
+            self.lines = first + index - 1
+            self._other(first + index, lines_of_block[index])
+        self.lines = first + line_count - 1
 
-    def _process_other(self, number: int, message: object) -> None:
-        if type(message) is not dict:
-            raise _error(f"input line {number} is not an Airbyte message (not a JSON object)")
-        kind = message.get("type")
+    def _line(self, line: bytes) -> None:
+        """One line the block decoder could not take: decoded alone, so an error names the right line."""
+        number = self.lines + 1
+        if line.strip():
+            try:
+                message = self._decoder.decode(line)
+            except msgspec.ValidationError:  # valid JSON of another shape: _other says what is wrong
+                message = None
+            except _NOT_READABLE:
+                raise _error(f"input line {number} is not valid JSON (or not UTF-8, or nested too deeply)") from None
+            record = message.record if message is not None and message.type == "RECORD" else None
+            sink = self.sinks.get((record.namespace or None, record.stream)) if record is not None else None
+            if sink is not None:
+                try:
+                    sink.write(record)
+                except RejectedRecord as rejected:
+                    raise self._rejected(number, rejected) from None
+            else:
+                self._other(number, line)
+        self.lines = number
+
+    @staticmethod
+    def _rejected(number: int, rejected: RejectedRecord) -> AirbyteTracedException:
+        separator = " " if str(rejected).startswith("is ") else ": "
+        return _error(f"input line {number}{separator}{rejected}", rejected.failure_type)
+
+    def _other(self, number: int, line: bytes) -> None:
+        """Anything but a well-formed record of a known stream: states, traces, and why a record was refused."""
+        try:
+            message = messages.fields(line)
+        except msgspec.ValidationError:
+            raise _error(f"input line {number} is not an Airbyte message (not a JSON object)") from None
+        except _NOT_READABLE:
+            raise _error(f"input line {number} is not valid JSON (or nested too deeply)") from None
+        try:
+            kind = messages.decode(message["type"], str)
+        except (KeyError, msgspec.DecodeError):
+            raise _error(f"input line {number} is not an Airbyte message (no message type)") from None
         try:
             if kind == "RECORD":
-                self._reject_record(number, message)
+                self._explain_record(number, message)
             elif kind == "STATE":
                 self._state(number, message)
             elif kind == "TRACE":
                 self._trace(number, message)
-            elif type(kind) is not str:
-                raise _error(f"input line {number} is not an Airbyte message (no message type)")
-        except (AttributeError, TypeError, KeyError, ValueError):  # a field of the wrong shape somewhere
+        except (KeyError, *_NOT_READABLE):  # a field of the wrong shape somewhere
             raise _error(f"input line {number} is not a valid Airbyte {kind} message") from None
 
-    def _reject_record(self, number: int, message: dict) -> None:
-        """Explain why a RECORD line did not take the fast path."""
-        record = message.get("record")
-        if type(record) is not dict or type(record.get("data")) is not dict:
-            raise _error(f"input line {number} is a RECORD message without a data object")
-        self._sink_of(number, record)  # raises for a malformed or unknown stream
+    def _explain_record(self, number: int, message: dict[str, msgspec.Raw]) -> None:
+        try:
+            record = messages.fields(message["record"])
+            messages.fields(record["data"])
+        except (KeyError, *_NOT_READABLE):
+            raise _error(f"input line {number} is a RECORD message without a data object") from None
+        self._sink_named(number, record.get("stream"), record.get("namespace"))  # raises for a malformed or unknown stream
         raise _error(f"input line {number} is a RECORD message that could not be read")
 
-    def _sink_of(self, number: int, descriptor: object, required: bool = True) -> Optional[StreamSink]:
-        """The sink of a stream descriptor (or record); an unknown stream is an error only where `required`."""
-        name = descriptor.get("stream", descriptor.get("name")) if type(descriptor) is dict else None
-        namespace = descriptor.get("namespace") if type(descriptor) is dict else None
-        if type(name) is not str or not (namespace is None or type(namespace) is str):
+    def _sink_named(self, number: int, name: Optional[msgspec.Raw], namespace: Optional[msgspec.Raw], required: bool = True) -> Optional[StreamSink]:
+        """The sink of a stream name and namespace; an unknown stream is an error only where `required`."""
+        try:
+            stream = messages.decode(name, str) if name is not None else None
+            space = messages.decode(namespace, Optional[str]) if namespace is not None else None
+        except msgspec.DecodeError:
+            stream = None
+        if stream is None:
             raise _error(f"input line {number} names its stream with something other than a string")
-        sink = self.sinks.get((namespace or None, name))
+        sink = self.sinks.get((space or None, stream))
         if sink is None and required:
-            label = f"{namespace}.{name}" if namespace else name
+            label = f"{space}.{stream}" if space else stream
             raise _error(
                 f"input line {number} is a record of stream '{label}', which is not in the configured catalog",
                 FailureType.config_error,
             )
         return sink
 
-    def _state(self, number: int, message: dict) -> None:
-        state = message.get("state")
-        if type(state) is not dict:
-            raise _error(f"input line {number} is a STATE message without a state object")
-        if state.get("type") == "STREAM":
-            sink = self._sink_of(number, (state.get("stream") or {}).get("stream_descriptor"), required=False)
+    def _descriptor_sink(self, number: int, holder: dict[str, msgspec.Raw]) -> Optional[StreamSink]:
+        descriptor = messages.fields(holder["stream_descriptor"])
+        return self._sink_named(number, descriptor.get("name"), descriptor.get("namespace"), required=False)
+
+    # ------------------------------------------------------------------------------- states
+
+    def _state(self, number: int, message: dict[str, msgspec.Raw]) -> None:
+        try:
+            state = messages.fields(message["state"])
+        except (KeyError, msgspec.ValidationError):
+            raise _error(f"input line {number} is a STATE message without a state object") from None
+        if bytes(state.get("type", b"")) == b'"STREAM"':
+            sink = self._descriptor_sink(number, messages.fields(state["stream"]))
             count = sink.take_records_since_state() if sink else 0
-        else:
+        else:  # GLOBAL and LEGACY states cover every stream
             total = sum(sink.records for sink in self.sinks.values())
             count, self.records_at_last_global_state = total - self.records_at_last_global_state, total
-        stats = state.get("destinationStats")
-        state["destinationStats"] = {**(stats if type(stats) is dict else {}), "recordCount": float(count)}
-        self.batch.flush()
-        self.pipeline.add_state(orjson.dumps(message))
+        self._add_state(messages.state_echo(message, state, count))
 
-    def _trace(self, number: int, message: dict) -> None:
-        trace = message.get("trace")
-        if type(trace) is not dict:
-            raise _error(f"input line {number} is a TRACE message without a trace object")
-        if trace.get("type") != "STREAM_STATUS":
+    def _add_state(self, line: bytes) -> None:
+        """The state waits for the batch holding its records; only max_state_delay_seconds of 0 sends it now."""
+        pending = self.batch.has_ops
+        if pending and self.options.max_state_delay_seconds <= 0:
+            self.batch.flush()
+            pending = False
+        if pending and self._state_waiting_since is None:
+            self._state_waiting_since = time.monotonic()
+        self.pipeline.add_state(line, after_next_request=pending)
+
+    def _send_batch(self, body: bytes, conflict_keys: set[str]) -> None:
+        self._state_waiting_since = None  # every waiting state is now covered by a submitted request
+        self.pipeline.submit(body, conflict_keys)
+
+    # ------------------------------------------------------------------------ stream endings
+
+    def _trace(self, number: int, message: dict[str, msgspec.Raw]) -> None:
+        try:
+            trace = messages.fields(message["trace"])
+        except (KeyError, msgspec.ValidationError):
+            raise _error(f"input line {number} is a TRACE message without a trace object") from None
+        if bytes(trace.get("type", b"")) != b'"STREAM_STATUS"':
             return
-        status = trace.get("stream_status") or {}
-        sink = self._sink_of(number, status.get("stream_descriptor"), required=False)
+        status = messages.fields(trace["stream_status"])
+        sink = self._descriptor_sink(number, status)
         self.statuses_seen = True
-        if sink is None or status.get("status") != "COMPLETE":
+        if sink is None or bytes(status.get("status", b"")) != b'"COMPLETE"':
             return
         sink.completed = True
-        if sink.truncates and not sink.finalized:
+        if sink.retention.truncates and not sink.finalized:
             self._commit_all()
             sink.remove_earlier_data(self.client)
 
@@ -306,17 +421,21 @@ class KvdbWriter:
         self.pipeline.drain()
 
     def _end_of_input(self) -> None:
-        """Without stream statuses a clean end of input completes every stream; with them, only COMPLETE does."""
-        if not self.statuses_seen:
-            for sink in self.sinks.values():
-                if sink.truncates:
-                    sink.remove_earlier_data(self.client)
-            return
-        incomplete = [sink.label for sink in self.sinks.values() if not sink.completed]
+        """A stream is finalized by its COMPLETE, or by a clean end of input where the rules allow it."""
+        incomplete = []
+        for sink in self.sinks.values():
+            if sink.completed:
+                continue
+            if sink.retention.needs_complete(self.statuses_seen):
+                incomplete.append(sink)
+            elif sink.retention.truncates:
+                sink.remove_earlier_data(self.client)
         if incomplete:
-            kept = [sink.label for sink in self.sinks.values() if sink.truncates and not sink.finalized]
+            labels = [sink.label for sink in incomplete]
+            kept = [sink.label for sink in incomplete if sink.retention.truncates]
+            more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""
             raise _error(
-                f"stream(s) {', '.join(incomplete[:5])} did not report COMPLETE; records received were stored and "
+                f"stream(s) {', '.join(labels[:5])}{more} did not report COMPLETE; records received were stored and "
                 f"acknowledged" + (f", and the earlier data of {', '.join(kept[:5])} was kept" if kept else ""),
                 FailureType.transient_error,
             )

@@ -260,4 +260,4 @@ def latest_by_id(records: list[dict]) -> dict[Any, dict]:
 def pk_key(stream: str, record_id: Any, namespace: Optional[str] = None) -> str:
     from destination_kvdb.keys import dedup_key, stream_prefix
 
-    return dedup_key(stream_prefix(stream, namespace), [record_id])
+    return dedup_key(stream_prefix(stream, namespace), [str(record_id)])

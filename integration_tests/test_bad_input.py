@@ -63,7 +63,7 @@ def oversized_record() -> dict:
 def test_bad_line_fails_the_sync_after_storing_and_acknowledging_everything_before_it(
     tmp_path, kvdb_bucket, bad_line, failure_type, words
 ):
-    run = run_write(tmp_path, config_for(kvdb_bucket), STREAMS, BEFORE + [bad_line] + AFTER)
+    run = run_write(tmp_path, config_for(kvdb_bucket, oversized_records="fail"), STREAMS, BEFORE + [bad_line] + AFTER)
 
     assert run.exit_code != 0
     (error,) = run.errors

@@ -150,7 +150,7 @@ def test_killed_write_resumed_after_its_last_echoed_state_loses_nothing(tmp_path
     if mode == "append_dedup":
         expected = {}
         for data in acknowledged + replayed:
-            expected[keys.dedup_key(keys.stream_prefix("items"), [data["id"]])] = data
+            expected[keys.dedup_key(keys.stream_prefix("items"), [str(data["id"])])] = data
         assert dict(final) == expected, "exact final contents: every id once, with its last version"
         return
     counts = Counter(canonical(value) for _, value in final)

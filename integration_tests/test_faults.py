@@ -83,7 +83,7 @@ def two_stream_input(chunks: int, events_per_chunk: int = 40, users_per_chunk: i
             user_id = (chunk * users_per_chunk + j) % user_ids
             data = {"id": user_id, "version": chunk, "pad": "u" * pad}
             messages.append(record("users", data))
-            users[keys.dedup_key(USERS_PREFIX, [user_id])] = data
+            users[keys.dedup_key(USERS_PREFIX, [str(user_id)])] = data
         for stream in ("events", "users"):
             messages.append(stream_state(stream, chunk))
             states.append((stream, chunk))

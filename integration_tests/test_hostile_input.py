@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from destination_kvdb import keys
 from destination_kvdb.client import KvdbClient, RetryPolicy
-from destination_kvdb.writer import KvdbWriter
+from destination_kvdb.writer import KvdbWriter, WriteOptions
 from integration_tests.harness import catalog, config_for, configured_stream, record, run_check, run_write, stream_state
 from local_kvdb import LocalKvdbServer
 
@@ -160,7 +160,7 @@ def write_in_process(server: LocalKvdbServer, bucket: KvdbBucket, lines: list[by
     emitted: list[bytes] = []
     error: Optional[BaseException] = None
     try:
-        KvdbWriter(CATALOG_MODEL, client, emit=emitted.append, max_in_flight=2).write_lines(line + b"\n" for line in lines)
+        KvdbWriter(CATALOG_MODEL, client, emitted.append, WriteOptions(max_in_flight=2, oversized_records="fail")).write_lines(line + b"\n" for line in lines)
     except BaseException as raised:  # the property inspects what escaped
         error = raised
     finally:
@@ -176,7 +176,7 @@ def expected_contents(messages: list[dict]) -> tuple[Counter, dict]:
             if message["record"]["stream"] == APPEND:
                 appended[orjson.dumps(data, option=orjson.OPT_SORT_KEYS)] += 1
             else:
-                deduped[keys.dedup_key(keys.stream_prefix(DEDUP), [data["id"]])] = data
+                deduped[keys.dedup_key(keys.stream_prefix(DEDUP), [str(data["id"])])] = data
     return appended, deduped
 
 

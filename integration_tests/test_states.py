@@ -73,7 +73,8 @@ def test_each_state_is_echoed_only_after_every_record_before_it_is_stored(tmp_pa
     server = kvdb_bucket.server
     server.set_faults(latency_ms=50)  # every request stays in flight for a while
     streams = catalog(configured_stream("users"), configured_stream("orders"))
-    live = LiveWrite(tmp_path, config_for(kvdb_bucket, max_request_bytes=32_768), streams)
+    # max_state_delay_seconds 0: each state is sent at once, so every round waits on requests in flight
+    live = LiveWrite(tmp_path, config_for(kvdb_bucket, max_request_bytes=32_768, max_state_delay_seconds=0), streams)
     sent = {"users": [], "orders": []}
     try:
         for round_number in range(1, 6):
@@ -97,3 +98,39 @@ def test_each_state_is_echoed_only_after_every_record_before_it_is_stored(tmp_pa
     assert run.exit_code == 0, run.stderr[-3000:]
     assert [state["state"]["id"] for state in run.states] == [1, 2, 3, 4, 5]
     assert server.stats()["by_kind"]["txn"] >= 15  # several requests per state, in flight together
+
+
+def test_frequent_states_cost_no_requests_of_their_own(tmp_path, kvdb_bucket):
+    """A state every 10 records: the records still travel in full requests, and every state comes back."""
+    messages, records = [], []
+    for i in range(1, 2001):
+        records.append({"id": i, "pad": "x" * 180})
+        messages.append(record("users", records[-1]))
+        if i % 10 == 0:
+            messages.append(stream_state("users", i, id=i // 10))
+    run = run_write(tmp_path, config_for(kvdb_bucket, max_request_bytes=65_536), catalog(configured_stream("users")), messages)
+
+    assert run.exit_code == 0, run.stderr[-3000:]
+    assert [state["state"]["id"] for state in run.states] == list(range(1, 201))
+    assert all(state["state"]["destinationStats"]["recordCount"] == 10.0 for state in run.states)
+    assert stored_values(kvdb_bucket, "users__ab__") == records
+    payload = sum(len(json.dumps(data, separators=(",", ":"))) + 60 for data in records)  # value + key and op framing
+    minimum = -(-payload // 65_536)
+    assert kvdb_bucket.server.stats()["by_kind"]["txn"] <= minimum + 1  # 200 states, not 200 requests
+
+
+def test_a_state_goes_back_while_the_source_is_idle(tmp_path, kvdb_bucket):
+    """A CDC source waiting for changes sends no further line: its state must not wait for one."""
+    live = LiveWrite(tmp_path, config_for(kvdb_bucket, max_state_delay_seconds=1), catalog(configured_stream("users")))
+    try:
+        live.send([record("users", {"id": 1}), record("users", {"id": 2}), stream_state("users", 2, id=7)])
+
+        state = live.next_message("STATE", timeout=60)  # stdin stays open: only the delay can send it
+
+        assert state["state"]["id"] == 7
+        assert stored_values(kvdb_bucket, "users__ab__") == [{"id": 1}, {"id": 2}]
+        run = live.finish()
+    finally:
+        live.kill()
+    assert run.exit_code == 0, run.stderr[-3000:]
+

@@ -1,8 +1,13 @@
-"""AckPipeline: states are released in order, only after every request before them succeeded."""
+"""AckPipeline: states are released in order, only after every request holding their records succeeded.
+
+Requests block on gates the test opens, and the test waits until a request has really finished
+before it asserts, so no outcome depends on thread timing.
+"""
 
 import threading
 
 import pytest
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.pipeline import AckPipeline
 
@@ -10,61 +15,117 @@ from destination_kvdb.pipeline import AckPipeline
 class GatedSend:
     """A send() that blocks until the test opens the gate of that body, so completion order is chosen."""
 
-    def __init__(self, failing: tuple[bytes, ...] = ()):
+    def __init__(self, failing: tuple[bytes, ...] = (), error: type = RuntimeError):
         self.gates: dict[bytes, threading.Event] = {}
+        self.finished: dict[bytes, threading.Event] = {}
         self.failing = failing
+        self.error = error
+        self._lock = threading.Lock()
+
+    def _event(self, events: dict, body: bytes) -> threading.Event:
+        with self._lock:
+            return events.setdefault(body, threading.Event())
 
     def __call__(self, body: bytes) -> None:
-        self.gates.setdefault(body, threading.Event()).wait(timeout=10)
-        if body in self.failing:
-            raise RuntimeError(f"{body!r} failed")
+        assert self._event(self.gates, body).wait(timeout=30), f"the test never opened {body!r}"
+        try:
+            if body in self.failing:
+                raise self.error(f"{body!r} failed")
+        finally:
+            self._event(self.finished, body).set()
 
     def open(self, body: bytes) -> None:
-        self.gates.setdefault(body, threading.Event()).set()
+        self._event(self.gates, body).set()
+
+    def wait_finished(self, body: bytes) -> None:
+        assert self._event(self.finished, body).wait(timeout=30)
 
 
 def test_a_state_waits_for_every_earlier_request_even_when_later_ones_finish_first():
     send, released = GatedSend(), []
     pipeline = AckPipeline(send, released.append, max_in_flight=3)
     pipeline.submit(b"r1", set())
-    pipeline.add_state(b"s1")
+    pipeline.add_state(b"s1", after_next_request=False)
     pipeline.submit(b"r2", set())
-    pipeline.add_state(b"s2")
+    pipeline.add_state(b"s2", after_next_request=False)
 
     send.open(b"r2")
-    pipeline.submit(b"r3", set())  # r2 done, r1 still in flight
+    send.wait_finished(b"r2")  # r2 is done and acknowledged, r1 still in flight
     assert released == []
     send.open(b"r1")
-    send.open(b"r3")
     pipeline.drain()
     pipeline.close()
     assert released == [b"s1", b"s2"]
 
 
-def test_no_state_after_a_failed_request_is_ever_released():
-    send, released = GatedSend(failing=(b"r2",)), []
+def test_a_state_that_holds_records_of_the_batch_being_filled_waits_for_that_batch():
+    send, released = GatedSend(), []
     pipeline = AckPipeline(send, released.append, max_in_flight=2)
+    send.open(b"r1")
+    pipeline.submit(b"r1", set())
+    pipeline.add_state(b"s1", after_next_request=True)  # its records are in the next request, r2
+    pipeline.drain()
+    assert released == []  # r1 alone does not cover s1
+    send.open(b"r2")
+    pipeline.submit(b"r2", set())
+    pipeline.drain()
+    pipeline.close()
+    assert released == [b"s1"]
+
+
+def test_a_state_with_nothing_in_flight_is_released_at_once():
+    released: list[bytes] = []
+    pipeline = AckPipeline(GatedSend(), released.append, max_in_flight=1)
+    pipeline.add_state(b"s1", after_next_request=False)
+    pipeline.close()
+    assert released == [b"s1"]
+
+
+def test_no_state_after_a_failed_request_is_ever_released_but_earlier_ones_are():
+    send, released = GatedSend(failing=(b"r2",)), []
+    pipeline = AckPipeline(send, released.append, max_in_flight=3)
     for body, state in [(b"r1", b"s1"), (b"r2", b"s2"), (b"r3", b"s3")]:
-        send.open(body)
         pipeline.submit(body, set())
-        pipeline.add_state(state)
-    with pytest.raises(RuntimeError, match="r2"):
+        pipeline.add_state(state, after_next_request=False)
+    send.open(b"r2")  # the failure comes first ...
+    send.wait_finished(b"r2")
+    send.open(b"r1")  # ... and the request before it succeeds afterwards: its state still goes back
+    send.open(b"r3")
+    with pytest.raises(AirbyteTracedException, match="RuntimeError"):
         pipeline.drain()
     pipeline.close()
     assert released == [b"s1"]
 
 
-def test_a_failure_to_print_a_state_on_a_worker_stops_the_pipeline():
-    def broken_stdout(_line: bytes) -> None:
-        raise BrokenPipeError("stdout closed")
+def test_an_unexpected_error_on_a_sender_thread_is_named_as_such():
+    send = GatedSend(failing=(b"r1",), error=KeyError)
+    pipeline = AckPipeline(send, [].append, max_in_flight=1)
+    send.open(b"r1")
+    pipeline.submit(b"r1", set())
+    with pytest.raises(AirbyteTracedException) as raised:
+        pipeline.drain()
+    pipeline.close()
+    assert raised.value.message == "Unexpected error while sending records to KvDB or echoing a state (KeyError)"
+    assert raised.value.failure_type.value == "system_error"
+
+
+def test_a_failure_to_print_a_state_on_a_worker_stops_the_pipeline_and_every_later_state():
+    printed: list[bytes] = []
+
+    def broken_stdout(line: bytes) -> None:
+        if line == b"s1":
+            raise BrokenPipeError("stdout closed")
+        printed.append(line)
 
     send = GatedSend()
     pipeline = AckPipeline(send, broken_stdout, max_in_flight=1)
     pipeline.submit(b"r1", set())
-    pipeline.add_state(b"s1")  # released by the worker that finishes r1
+    pipeline.add_state(b"s1", after_next_request=False)  # released by the worker that finishes r1
     send.open(b"r1")
-    with pytest.raises(BrokenPipeError):
+    with pytest.raises(AirbyteTracedException, match="BrokenPipeError"):
         pipeline.drain()
-    with pytest.raises(BrokenPipeError):
+    with pytest.raises(AirbyteTracedException, match="BrokenPipeError"):
         pipeline.submit(b"r2", set())
+    pipeline.add_state(b"s2", after_next_request=False)  # would be ready, but may not overtake s1
     pipeline.close()
+    assert printed == []

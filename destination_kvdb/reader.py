@@ -1,0 +1,70 @@
+"""Input as blocks of whole lines, read on a thread, so the writer can act while the source is idle.
+
+Parsing a block at a time is what makes the record path cheap; the thread lets the writer wait
+for input with a timeout (a state must go back within max_state_delay_seconds even when no
+further line arrives, e.g. a CDC source waiting for changes).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import BinaryIO, Iterable, Iterator, Optional, Union
+
+CHUNK_BYTES = 1 << 18
+QUEUED_CHUNKS = 8
+_END = object()
+
+
+def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    """Whatever the stream has, up to CHUNK_BYTES at a time, without waiting to fill a chunk."""
+    read = getattr(stream, "read1", stream.read)
+    while chunk := read(CHUNK_BYTES):
+        yield chunk
+
+
+def line_chunks(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Lines without their newline (the CDK's in-process interface), as chunks."""
+    for line in lines:
+        yield line + b"\n"
+
+
+class LineBlocks:
+    """Complete lines from a source of chunks; `next_block` returns b"" when `timeout` passed with no line."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._queue: queue.Queue = queue.Queue(QUEUED_CHUNKS)
+        self._partial = b""
+        self._ended = False
+        threading.Thread(target=self._pump, args=(chunks,), name="kvdb-input", daemon=True).start()
+
+    def _pump(self, chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                self._queue.put(chunk)
+        except BaseException as error:  # handed to the writer's thread
+            self._queue.put(error)
+            return
+        self._queue.put(_END)
+
+    def next_block(self, timeout: Optional[float]) -> Optional[bytes]:
+        """Lines ending in a newline (the last line of the input may lack it); None at the end of input."""
+        while not self._ended:
+            try:
+                item: Union[bytes, BaseException, object] = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                return b""
+            if isinstance(item, BaseException):
+                raise item
+            if item is _END:
+                self._ended = True
+                rest, self._partial = self._partial, b""
+                return rest or None
+            cut = item.rfind(b"\n") + 1
+            if not cut:
+                self._partial += item
+                continue
+            block = self._partial + item[:cut] if self._partial else item[:cut]
+            self._partial = item[cut:]
+            return block
+        return None
