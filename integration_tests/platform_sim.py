@@ -478,16 +478,11 @@ def run_attempt(zygote: Zygote, args: list[str], lines: list[Line], kill_after: 
 
 
 def wait_until_server_idle(server, timeout: float = 30) -> None:
-    """Wait until the server has finished every connection: a killed connector's request may still be landing.
-
-    Reads the server's open-connection set (LocalKvdbServer has no public call for it yet).
-    """
-    httpd = server._httpd
+    """Wait until the server has finished every connection: a killed connector's request may still be landing."""
     deadline = time.monotonic() + timeout
     while True:
-        with httpd._connections_lock:
-            if not httpd._connections:
-                return
+        if not server.open_connections():
+            return
         if time.monotonic() > deadline:
             raise AssertionError(f"the local KvDB server still had open connections after {timeout} s")
         time.sleep(0.01)

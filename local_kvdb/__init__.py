@@ -130,6 +130,10 @@ class LocalKvdbServer:
     def stats(self) -> dict[str, Any]:
         return self._stats.snapshot()
 
+    def open_connections(self) -> int:
+        """Client connections not yet closed: a killed client's last request may still be landing."""
+        return self._httpd.open_connections()
+
     # Direct store access (no HTTP), for test setup and assertions
 
     def create_bucket(

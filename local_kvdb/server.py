@@ -66,6 +66,10 @@ class KvdbHttpServer(ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             super().handle_error(request, client_address)
 
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
+
     def close_all_connections(self) -> None:
         """Ends idle keep-alive connections too, so no handler thread outlives a stop()."""
         with self._connections_lock:
