@@ -26,7 +26,7 @@ from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress
 from destination_kvdb.reader import LineBlocks, line_chunks
-from destination_kvdb.record_values import OversizedRecord, RecordValues
+from destination_kvdb.record_values import Built, OversizedRecord, RecordValues
 from destination_kvdb.retention import Retention
 from destination_kvdb.spill import SpilledKeys
 from destination_kvdb.transactions import MAX_OPS_PER_TXN, NotAnObject, TxnPacker, delete_op, set_op
@@ -53,6 +53,14 @@ class RejectedRecord(Exception):
     def __init__(self, message: str, failure_type: FailureType = FailureType.config_error):
         super().__init__(message)
         self.failure_type = failure_type
+
+
+def _nulled_summary(built: Built) -> str:
+    """Which fields a reduction nulled, the largest five by name; never their values."""
+    if built.whole_record:
+        return f"kept only its primary key and cursor ({len(built.nulled)} fields, {sum(size for _, size in built.nulled)} bytes dropped)"
+    named = ", ".join(f"'{field}' ({size} bytes)" for field, size in built.nulled[:5])
+    return f"nulled {named}" + (f" and {len(built.nulled) - 5} more" if len(built.nulled) > 5 else "")
 
 
 def _error(message: str, failure_type: FailureType = FailureType.system_error) -> AirbyteTracedException:
@@ -128,10 +136,10 @@ class StreamSink:
             raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
         if built.nulled or built.whole_record:
             self.reduced += 1
-            what = "every field but its primary key and cursor" if built.whole_record else ", ".join(
-                f"'{field}' ({size} bytes)" for field, size in built.nulled
+            logger.info(
+                f"stream '{self.label}': a record of {len(record.data)} bytes was reduced to {len(built.value)} bytes "
+                f"to fit KvDB's limit; {_nulled_summary(built)}"
             )
-            logger.info(f"stream '{self.label}': a record of {len(record.data)} bytes was reduced to {len(built.value)} bytes to fit KvDB's limit; nulled {what}")
         return built.value
 
     def _write_dedup(self, data: msgspec.Raw, value: bytes) -> None:

@@ -447,8 +447,11 @@ def test_a_timed_out_request_committed_late_does_not_overwrite_a_newer_value(loc
 # ------------------------------------------------------------------------------ rate limit used up
 
 
+SEND_EVERY_STATE = {"max_state_delay_seconds": 0}
+
+
 def one_record_per_request(count: int) -> tuple[list[dict], list[dict]]:
-    """Each state flushes the batch, so every record is its own transaction request."""
+    """With max_state_delay_seconds 0 (SEND_EVERY_STATE) each state flushes the batch: every record is its own request."""
     messages, data = [], []
     for n in range(count):
         data.append({"i": n})
@@ -462,7 +465,7 @@ def test_short_rate_limit_windows_are_waited_out_and_every_record_stored(tmp_pat
     bucket = make_bucket(server)
     messages, data = one_record_per_request(14)
 
-    run = run_write(tmp_path, config_for(bucket, max_requests_in_flight=4), catalog(configured_stream("events")), messages)
+    run = run_write(tmp_path, config_for(bucket, max_requests_in_flight=4, **SEND_EVERY_STATE), catalog(configured_stream("events")), messages)
 
     assert run.exit_code == 0, run.stderr[-3000:]
     assert [s["state"]["stream"]["stream_state"]["cursor"] for s in run.states] == list(range(14))
@@ -480,7 +483,7 @@ def test_a_used_up_quota_is_waited_for_and_logged_once_per_exhaustion(tmp_path, 
     bucket = make_bucket(server)
     messages, data = one_record_per_request(9)
 
-    run = run_write(tmp_path, config_for(bucket, max_requests_in_flight=in_flight), catalog(configured_stream("events")), messages)
+    run = run_write(tmp_path, config_for(bucket, max_requests_in_flight=in_flight, **SEND_EVERY_STATE), catalog(configured_stream("events")), messages)
 
     assert run.exit_code == 0, run.stderr[-3000:]
     assert [s["state"]["stream"]["stream_state"]["cursor"] for s in run.states] == list(range(9))
