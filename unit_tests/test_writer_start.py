@@ -1,0 +1,53 @@
+"""A writer that refuses its catalog must not leave threads behind (issue 9, item 5).
+
+The CDK's in-process interface (and the platform simulator) build many writers in one process; each
+leaked clock thread would tick for the rest of it.
+"""
+
+import socket
+import threading
+import time
+
+import pytest
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb.client import KvdbClient
+from destination_kvdb.writer import KvdbWriter
+from integration_tests.harness import catalog, configured_stream
+
+THREAD_EXIT_DEADLINE_SECONDS = 10.0
+
+
+def unused_loopback_url() -> str:
+    """A loopback address nothing listens on: the writer must fail before any request."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def writer_threads_started_since(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread not in before and thread.name.startswith("kvdb-")]
+
+
+def test_a_writer_refusing_its_catalog_raises_a_config_error_and_stops_its_clock():
+    dedup_without_key = ConfiguredAirbyteCatalogSerializer.load(
+        catalog(configured_stream("users"), configured_stream("orders", "append_dedup"))
+    )
+    client = KvdbClient(unused_loopback_url(), "bucket", "secret-never-sent")
+    emitted: list[bytes] = []
+    before = set(threading.enumerate())
+    try:
+        with pytest.raises(AirbyteTracedException) as refused:
+            KvdbWriter(dedup_without_key, client, emitted.append)
+    finally:
+        client.close()
+
+    assert refused.value.failure_type == FailureType.config_error
+    assert "orders" in refused.value.message and "primary key" in refused.value.message
+    assert emitted == []
+    deadline = time.monotonic() + THREAD_EXIT_DEADLINE_SECONDS
+    for thread in writer_threads_started_since(before):
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert [thread.name for thread in writer_threads_started_since(before)] == []
