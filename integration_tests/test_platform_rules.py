@@ -57,8 +57,8 @@ def test_a_truncating_sync_whose_source_failed_keeps_the_previous_generation(tmp
 
     run = run_write(tmp_path, config, streams(2), failed_attempt)
 
-    assert_failed(run, "transient_error", "users")
     assert stored_values(kvdb_bucket, "users__ab__") == previous + new_rows
+    assert_failed(run, "transient_error", "users")
     assert cursors(run) == [message["state"]["stream"]["stream_state"]["cursor"] for message in failed_attempt if message["type"] == "STATE"]
 
 
