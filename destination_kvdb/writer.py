@@ -55,6 +55,13 @@ class RejectedRecord(Exception):
         self.failure_type = failure_type
 
 
+def _unreadable_data(error: Exception) -> RejectedRecord:
+    """Data the block decoder took but a deeper decode of its fields could not (nesting near the decoder's limit)."""
+    if isinstance(error, RecursionError):
+        return RejectedRecord("is a RECORD message whose data is nested too deeply to be read", FailureType.system_error)
+    return RejectedRecord("is a RECORD message without a data object", FailureType.system_error)
+
+
 def _nulled_summary(built: Built) -> str:
     """Which fields a reduction nulled, the largest five by name; never their values."""
     if built.whole_record:
@@ -132,8 +139,8 @@ class StreamSink:
                 f"{MAX_VALUE_BYTES} bytes per value"
                 + (f", and still {oversized.reduced_size} bytes with only its primary key and cursor" if oversized.reduced_size else "")
             ) from None
-        except _NOT_READABLE:
-            raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
+        except _NOT_READABLE as unreadable:
+            raise _unreadable_data(unreadable) from None
         if built.nulled or built.whole_record:
             self.reduced += 1
             logger.info(
@@ -145,8 +152,8 @@ class StreamSink:
     def _write_dedup(self, data: msgspec.Raw, value: bytes) -> None:
         try:
             fields = messages.fields(data)
-        except _NOT_READABLE:
-            raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
+        except _NOT_READABLE as unreadable:
+            raise _unreadable_data(unreadable) from None
         try:
             key = keys.dedup_key(self.prefix, keys.primary_key_texts(fields, self.primary_key))
         except keys.MissingPrimaryKey as missing:

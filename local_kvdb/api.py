@@ -242,6 +242,8 @@ def _parse_txn(body: bytes, max_ops: int) -> list[TxnRun]:
         raise _shape_error(str(error)) from None
     except msgspec.DecodeError:
         raise HttpError(400, "body is not valid JSON") from None
+    except RecursionError:
+        raise HttpError(400, "body is nested too deeply") from None
     if len(ops) > max_ops:
         raise HttpError(400, f"txn has {len(ops)} ops, more than the limit of {max_ops}")
     runs: list[TxnRun] = []
