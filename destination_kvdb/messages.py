@@ -12,23 +12,23 @@ from typing import Optional, Union
 import msgspec
 
 
-class Record(msgspec.Struct):
+class Record(msgspec.Struct, gc=False):
     stream: str
     data: msgspec.Raw
     namespace: Optional[str] = None
 
 
-class RecordWithMetadata(Record):
+class RecordWithMetadata(Record, gc=False):
     emitted_at: Optional[Union[int, float]] = None
     meta: msgspec.Raw = None  # type: ignore[assignment]  # absent: None; present (even null): its bytes
 
 
-class Message(msgspec.Struct):
+class Message(msgspec.Struct, gc=False):
     type: str
     record: Optional[Record] = None
 
 
-class MessageWithMetadata(msgspec.Struct):
+class MessageWithMetadata(msgspec.Struct, gc=False):
     type: str
     record: Optional[RecordWithMetadata] = None
 

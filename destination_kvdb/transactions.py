@@ -14,7 +14,8 @@ logger = logging.getLogger("airbyte")
 MAX_OPS_PER_TXN = 10_000
 TXN_OPEN = b'{"txn":['
 TXN_CLOSE = b"]}"
-SET_OP_OVERHEAD = len(b'{"set":"' + b'","value":' + b"},")
+SET_START = b'{"set":"'
+SET_VALUE = b'","value":'
 OPEN_BRACE = ord("{")
 
 
@@ -87,20 +88,19 @@ class TxnPacker:
         self._slots = self.max_ops
         self._conflict_keys: set[str] = set()
 
-    def add_set(self, key_head: bytes, key_tail: bytes, value: bytes, conflict_key: Optional[str] = None) -> None:
-        """Add {"set": key_head + key_tail, "value": value}: a JSON-safe ASCII key and an encoded JSON object.
+    def add_set(self, op_start: bytes, key_end: bytes, value: bytes, conflict_key: Optional[str] = None) -> None:
+        """Add the op op_start + key_end + value + "}": op_start is SET_START plus the start of a JSON-safe
+        ASCII key, key_end the rest of the key plus SET_VALUE, value an encoded JSON object.
 
-        `value` may be any buffer (a record's raw bytes); checking its first byte here, once it is in
-        the body, is far cheaper than looking into it before.
+        Callers that reuse a key start build both pieces once. `value` may be any buffer (a record's raw
+        bytes); checking its first byte here, once it is in the body, is far cheaper than looking into it before.
         """
-        size = len(key_head) + len(key_tail) + len(value) + SET_OP_OVERHEAD
+        size = len(op_start) + len(key_end) + len(value) + 2
         if size > self._room or not self._slots:
             self.flush()
         body = self._body
-        body += b'{"set":"'
-        body += key_head
-        body += key_tail
-        body += b'","value":'
+        body += op_start
+        body += key_end
         body += value
         if body[-len(value)] != OPEN_BRACE:
             del body[len(body) - size + 2 :]  # the op minus its "},"

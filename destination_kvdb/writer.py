@@ -29,13 +29,13 @@ from destination_kvdb.reader import LineBlocks, line_chunks
 from destination_kvdb.record_values import Built, OversizedRecord, RecordValues
 from destination_kvdb.retention import Retention
 from destination_kvdb.spill import SpilledKeys
-from destination_kvdb.transactions import MAX_OPS_PER_TXN, NotAnObject, TxnPacker, delete_op, set_op
+from destination_kvdb.transactions import MAX_OPS_PER_TXN, SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
 
 logger = logging.getLogger("airbyte")
 
 MAX_VALUE_BYTES = 16_384
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
-_COUNTER_LOW_HEX = tuple(low.encode() for low in keys.COUNTER_LOW_HEX)
+_KEY_ENDS = tuple(low.encode() + SET_VALUE for low in keys.COUNTER_LOW_HEX)  # the counter's last hex digits, then the value
 _NOT_READABLE = (msgspec.DecodeError, RecursionError)  # invalid, or nested deeper than the decoder goes
 
 
@@ -97,7 +97,7 @@ class StreamSink:
             sync_id=configured.sync_id,
             max_value_bytes=MAX_VALUE_BYTES,
         )
-        self._always_build = options.include_airbyte_metadata
+        self._copy_limit = -1 if options.include_airbyte_metadata else MAX_VALUE_BYTES  # larger values are built
         self.records = 0
         self.bytes = 0
         self.reduced = 0
@@ -108,12 +108,12 @@ class StreamSink:
         self._add_set = batch.add_set
         self._clock = clock
         self._ms = 0
-        self._key_head = b""
+        self._op_start = b""  # SET_START and the key up to the counter's last two hex digits
 
     def write(self, record: messages.Record) -> None:
         """The hot path: the record's bytes into one op (two for a dedup stream being truncated)."""
         value = record.data
-        if self._always_build or len(value) > MAX_VALUE_BYTES:
+        if len(value) > self._copy_limit:
             value = self._built(record)
         if self.dedup:
             self._write_dedup(record.data, value)
@@ -121,9 +121,9 @@ class StreamSink:
             low = (self.records + 1) & 0xFF
             if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
                 self._ms = max(self._clock.ms, self._ms)
-                self._key_head = keys.append_key_head(self.prefix, self._ms, self.tag, self.records + 1).encode()
+                self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.records + 1).encode()
             try:
-                self._add_set(self._key_head, _COUNTER_LOW_HEX[low], value)
+                self._add_set(self._op_start, _KEY_ENDS[low], value)
             except NotAnObject:
                 raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
         self.records += 1
@@ -162,7 +162,7 @@ class StreamSink:
         if deleted_at is not None and bytes(deleted_at) != b"null":
             self._add(delete_op(key), key)
             return
-        self._add_set(key.encode(), b"", value, key)
+        self._add_set(SET_START + key.encode(), SET_VALUE, value, key)
         if self.retention.truncates:
             self._add(set_op(keys.marker_key(self.prefix, self.retention.generation_id, key), key))
 

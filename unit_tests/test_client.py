@@ -14,7 +14,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.client import KvdbClient, RetryPolicy
-from destination_kvdb.transactions import RequestLimit, TxnPacker, delete_op, set_op
+from destination_kvdb.transactions import SET_START, SET_VALUE, RequestLimit, TxnPacker, delete_op, set_op
 
 SECRET = "sekret-XYZ-123"
 BASE_URL = "https://kvdb.test"
@@ -516,7 +516,7 @@ def test_add_set_packs_the_same_ops_as_add(max_bytes):
     for i, (key, value) in enumerate(records):
         head, tail = key[:-3].encode(), key[-3:].encode()
         if i % 5:
-            fast.add_set(head, tail, orjson.dumps(value), conflict_key=key)
+            fast.add_set(SET_START + head, tail + SET_VALUE, orjson.dumps(value), conflict_key=key)
         else:
             fast.add(set_op(key, value), conflict_key=key)
         plain.add(set_op(key, value), conflict_key=key)

@@ -1,0 +1,68 @@
+"""CPU per record of the connector's record path against the floor, in one process, without a server.
+
+The full benchmark (run_benchmark.py) runs the local server on the same 2 cores, which inflates and
+scatters the connector's CPU time at 0 ms latency. Here the writer runs on the benchmark's own
+workload with the HTTP send replaced by a no-op, then the floor (orjson.loads + orjson.dumps of every
+line) runs on the same bytes, alternately, several times; the medians are compared.
+
+Usage: python benchmarks/cpu_in_process.py [--records N] [--repeats R]
+"""
+
+import argparse
+import gc
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.run_benchmark import generate_workload  # noqa: E402
+from destination_kvdb.client import KvdbClient  # noqa: E402
+from destination_kvdb.reader import LineBlocks, stream_chunks  # noqa: E402
+from destination_kvdb.writer import KvdbWriter  # noqa: E402
+
+
+def connector_cpu(data: bytes, catalog, records: int) -> float:
+    client = KvdbClient("http://127.0.0.1:9", "bucket", "secret")
+    client.send_txn = lambda body: None  # the record path only: no HTTP
+    started = time.process_time()
+    KvdbWriter(catalog, client, lambda state: None).write(LineBlocks(stream_chunks(io.BytesIO(data))))
+    return (time.process_time() - started) / records * 1e6
+
+
+def floor_cpu(data: bytes, records: int) -> float:
+    loads, dumps = orjson.loads, orjson.dumps
+    started = time.process_time()
+    for line in data.splitlines():
+        dumps(loads(line))
+    return (time.process_time() - started) / records * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=300_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as directory:
+        workload = generate_workload(Path(directory), args.records)
+        data = workload.messages_path.read_bytes()
+        catalog = ConfiguredAirbyteCatalogSerializer.load(orjson.loads(workload.catalog_path.read_bytes()))
+    gc.freeze()
+    ours, floor = [], []
+    for _ in range(args.repeats):
+        ours.append(connector_cpu(data, catalog, args.records))
+        floor.append(floor_cpu(data, args.records))
+    ours_median, floor_median = statistics.median(ours), statistics.median(floor)
+    print(f"{args.records:,} records, {args.repeats} runs each, CPU µs per record (median):")
+    print(f"  connector record path (no HTTP): {ours_median:.2f}  [{', '.join(f'{v:.2f}' for v in ours)}]")
+    print(f"  floor (orjson loads + dumps):    {floor_median:.2f}  [{', '.join(f'{v:.2f}' for v in floor)}]")
+    print(f"  ours/floor: {ours_median / floor_median:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
