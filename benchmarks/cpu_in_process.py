@@ -6,6 +6,10 @@ workload with the HTTP send replaced by a no-op, then the floor (orjson.loads + 
 line) runs on the same bytes, alternately, several times; the medians are compared.
 
 Usage: python benchmarks/cpu_in_process.py [--records N] [--repeats R]
+       python benchmarks/cpu_in_process.py --only ours|floor|none --records N --repeats 1
+           one side (none: only generating the workload), e.g. under valgrind --tool=callgrind, whose
+           instruction counts do not depend on what else the machine does: (side(2N) - side(N)) -
+           (none(2N) - none(N)) is that side's cost of N records, start-up and generation cancelled
 """
 
 import argparse
@@ -47,6 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=300_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--only", choices=["ours", "floor", "none"], help="run one side only (none: generate the workload only)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         workload = generate_workload(Path(directory), args.records)
@@ -54,9 +59,16 @@ def main() -> None:
         catalog = ConfiguredAirbyteCatalogSerializer.load(orjson.loads(workload.catalog_path.read_bytes()))
     gc.freeze()
     ours, floor = [], []
+    if args.only == "none":
+        return
     for _ in range(args.repeats):
-        ours.append(connector_cpu(data, catalog, args.records))
-        floor.append(floor_cpu(data, args.records))
+        if args.only != "floor":
+            ours.append(connector_cpu(data, catalog, args.records))
+        if args.only != "ours":
+            floor.append(floor_cpu(data, args.records))
+    if args.only:
+        print(f"{args.only}: {statistics.median(ours or floor):.2f} CPU µs per record")
+        return
     ours_median, floor_median = statistics.median(ours), statistics.median(floor)
     print(f"{args.records:,} records, {args.repeats} runs each, CPU µs per record (median):")
     print(f"  connector record path (no HTTP): {ours_median:.2f}  [{', '.join(f'{v:.2f}' for v in ours)}]")
