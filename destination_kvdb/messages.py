@@ -33,20 +33,6 @@ class MessageWithMetadata(msgspec.Struct, gc=False):
     record: Optional[RecordWithMetadata] = None
 
 
-class StreamDescriptor(msgspec.Struct):
-    name: str
-    namespace: Optional[str] = None
-
-
-class StreamStatus(msgspec.Struct):
-    stream_descriptor: StreamDescriptor
-    status: str
-
-
-class StreamOfState(msgspec.Struct):
-    stream_descriptor: StreamDescriptor
-
-
 def message_decoder(with_metadata: bool) -> msgspec.json.Decoder:
     """Decodes lines into messages whose records carry what the stored value needs (more with metadata)."""
     return msgspec.json.Decoder(MessageWithMetadata if with_metadata else Message)
