@@ -34,7 +34,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.transactions import set_op
-from destination_kvdb.reader import LineBlocks, line_chunks, stream_chunks
+from destination_kvdb.reader import LineBlocks, fd_chunks, line_chunks
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 
 logger = logging.getLogger("airbyte")
@@ -70,7 +70,7 @@ class DestinationKvdb(Destination):
         logger.info("Begin writing to KvDB...")
         # What the CDK imported lives for the whole process: keep the cyclic GC from rescanning it.
         gc.freeze()
-        self._write(config, catalog, LineBlocks(stream_chunks(sys.stdin.buffer)), print_line)
+        self._write(config, catalog, LineBlocks(fd_chunks(sys.stdin.fileno())), print_line)
 
     def write(
         self,

@@ -7,6 +7,7 @@ further line arrives, e.g. a CDC source waiting for changes).
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from typing import BinaryIO, Iterable, Iterator, Optional, Union
@@ -23,6 +24,17 @@ def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
         yield chunk
 
 
+def fd_chunks(fd: int) -> Iterator[bytes]:
+    """Whatever the file descriptor has, up to CHUNK_BYTES at a time.
+
+    For stdin: os.read holds no lock of Python's buffered reader, so when the sync fails while the
+    source keeps stdin open, the interpreter can shut down past the reading thread (a thread blocked
+    in sys.stdin.buffer holds its lock, and shutdown aborts the process with SIGABRT).
+    """
+    while chunk := os.read(fd, CHUNK_BYTES):
+        yield chunk
+
+
 def line_chunks(lines: Iterable[bytes]) -> Iterator[bytes]:
     """Lines without their newline (the CDK's in-process interface), as chunks."""
     for line in lines:
@@ -34,7 +46,7 @@ class LineBlocks:
 
     def __init__(self, chunks: Iterator[bytes]):
         self._queue: queue.Queue = queue.Queue(QUEUED_CHUNKS)
-        self._partial = b""
+        self._partial: list[bytes] = []  # the pieces of a line not ended yet, joined once its newline arrives
         self._ended = False
         threading.Thread(target=self._pump, args=(chunks,), name="kvdb-input", daemon=True).start()
 
@@ -58,13 +70,20 @@ class LineBlocks:
                 raise item
             if item is _END:
                 self._ended = True
-                rest, self._partial = self._partial, b""
-                return rest or None
+                return self._take_partial(b"") or None
             cut = item.rfind(b"\n") + 1
             if not cut:
-                self._partial += item
+                self._partial.append(item)  # a long line: joined once, not copied again per chunk
                 continue
-            block = self._partial + item[:cut] if self._partial else item[:cut]
-            self._partial = item[cut:]
+            block = self._take_partial(item[:cut]) if self._partial else item[:cut]
+            if cut < len(item):
+                self._partial.append(item[cut:])
             return block
         return None
+
+    def _take_partial(self, end: bytes) -> bytes:
+        """The pieces kept so far followed by `end`, as one bytes object; the pieces are dropped."""
+        self._partial.append(end)
+        joined = b"".join(self._partial)
+        self._partial = []
+        return joined

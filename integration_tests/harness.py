@@ -253,10 +253,16 @@ class LiveWrite:
             if message.get("type") == kind:
                 return message
 
-    def finish(self, timeout: float = RUN_TIMEOUT_SECONDS) -> Run:
-        """Close stdin, wait for the exit, and return the whole run like run_write does."""
-        self.process.stdin.close()
+    def finish(self, timeout: float = RUN_TIMEOUT_SECONDS, input_open: bool = False) -> Run:
+        """Close stdin, wait for the exit, and return the whole run like run_write does.
+
+        With `input_open` the connector must exit on its own while stdin is still open (as inside Airbyte,
+        where the source keeps writing after the destination failed); stdin is closed only afterwards.
+        """
+        if not input_open:
+            self.process.stdin.close()
         exit_code = self.process.wait(timeout)
+        self.process.stdin.close()
         for reader in self._readers:
             reader.join(timeout)
         stdout, stderr = b"".join(self._stdout_lines).decode(), b"".join(self._stderr_chunks).decode()

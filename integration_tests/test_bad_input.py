@@ -6,6 +6,7 @@ import json
 
 import pytest
 from integration_tests.harness import (
+    LiveWrite,
     catalog,
     config_for,
     configured_stream,
@@ -114,3 +115,20 @@ def test_wrong_secret_is_a_config_error_without_states_and_without_the_secret(tm
     assert run.states == []
     assert wrong_secret not in run.stdout and wrong_secret not in run.stderr
     assert stored(kvdb_bucket) == []
+
+
+def test_a_failure_while_the_input_is_still_open_exits_1_with_the_error(tmp_path, kvdb_bucket):
+    """Inside Airbyte the source keeps stdin open after the destination failed: the exit is still a plain 1."""
+    live = LiveWrite(tmp_path, config_for(kvdb_bucket), STREAMS)
+    try:
+        live.send(BEFORE + [record("ghosts", {"n": CONTENT})])
+        run = live.finish(input_open=True)
+    finally:
+        live.kill()
+
+    assert run.exit_code == 1, run.stderr[-2000:]
+    assert "Fatal Python error" not in run.stderr
+    (error,) = run.errors
+    assert error["failure_type"] == "config_error" and f"line {BAD_LINE_NUMBER}" in error["message"] and "ghosts" in error["message"]
+    assert [state["state"]["id"] for state in run.states] == [1, 2]
+    assert stored_values(kvdb_bucket, "users__ab__") == [{"id": 1}, {"id": 2}, {"id": 3}]
