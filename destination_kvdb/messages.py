@@ -7,9 +7,22 @@ from the raw bytes of their fields: only `destinationStats` is the destination's
 
 from __future__ import annotations
 
+import re
+from array import array
+from itertools import accumulate
 from typing import Optional, Union
 
 import msgspec
+
+# The deepest a record's `data` may nest objects and arrays: one number, whatever the interpreter's recursion
+# limit (msgspec's decoder stops at about 990 levels with Python's default limit, later with a raised one), and
+# well within what KvDB-compatible servers read back (the local server reads values with orjson: 1,024 levels).
+MAX_NESTING = 500
+# A line that nests deeper than its data's limit: a record's data sits two levels down (message, record).
+MAX_LINE_NESTING = MAX_NESTING + 2
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
 
 
 class Record(msgspec.Struct, gc=False):
@@ -36,6 +49,21 @@ class MessageWithMetadata(msgspec.Struct, gc=False):
 def message_decoder(with_metadata: bool) -> msgspec.json.Decoder:
     """Decodes lines into messages whose records carry what the stored value needs (more with metadata)."""
     return msgspec.json.Decoder(MessageWithMetadata if with_metadata else Message)
+
+
+def nests_deeper_than(raw: Union[bytes, msgspec.Raw], limit: int) -> bool:
+    """Whether JSON text nests objects and arrays more than `limit` levels deep.
+
+    Cheap for almost every value: fewer than 2 * limit bytes, or fewer than `limit` brackets, cannot be that
+    deep. Only the rest have their strings blanked and the depth of their brackets measured.
+    """
+    if len(raw) <= 2 * limit:
+        return False
+    text = bytes(raw)
+    if text.count(b"[") + text.count(b"{") <= limit:
+        return False
+    steps = array("b", _STRINGS.sub(b'""', text).translate(_BRACKET_STEPS, _NOT_BRACKETS))
+    return max(accumulate(steps), default=0) > limit
 
 
 _fields = msgspec.json.Decoder(dict[str, msgspec.Raw])

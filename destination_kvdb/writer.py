@@ -37,6 +37,7 @@ MAX_VALUE_BYTES = 16_384
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 _KEY_ENDS = tuple(low.encode() + SET_VALUE for low in keys.COUNTER_LOW_HEX)  # the counter's last hex digits, then the value
 _NOT_READABLE = (msgspec.DecodeError, RecursionError)  # invalid, or nested deeper than the decoder goes
+TOO_DEEP = f"nested more than {messages.MAX_NESTING} levels deep, the limit for a record's data"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ class RejectedRecord(Exception):
 def _unreadable_data(error: Exception) -> RejectedRecord:
     """Data the block decoder took but a deeper decode of its fields could not (nesting near the decoder's limit)."""
     if isinstance(error, RecursionError):
-        return RejectedRecord("is a RECORD message whose data is nested too deeply to be read", FailureType.system_error)
+        return RejectedRecord(f"is {TOO_DEEP}", FailureType.system_error)
     return RejectedRecord("is a RECORD message without a data object", FailureType.system_error)
 
 
@@ -98,6 +99,7 @@ class StreamSink:
             max_value_bytes=MAX_VALUE_BYTES,
         )
         self._copy_limit = -1 if options.include_airbyte_metadata else MAX_VALUE_BYTES  # larger values are built
+        self._check_limit = min(self._copy_limit, 2 * messages.MAX_NESTING)  # smaller values cannot nest too deeply
         self.records = 0
         self.bytes = 0
         self.reduced = 0
@@ -113,8 +115,8 @@ class StreamSink:
     def write(self, record: messages.Record) -> None:
         """The hot path: the record's bytes into one op (two for a dedup stream being truncated)."""
         value = record.data
-        if len(value) > self._copy_limit:
-            value = self._built(record)
+        if len(value) > self._check_limit:
+            value = self._checked(record)
         if self.dedup:
             self._write_dedup(record.data, value)
         else:
@@ -128,6 +130,12 @@ class StreamSink:
                 raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
         self.records += 1
         self.bytes += len(value)
+
+    def _checked(self, record: messages.Record) -> bytes:
+        """A value long enough to nest too deeply, or to need more than a copy: refused, built, or as sent."""
+        if messages.nests_deeper_than(record.data, messages.MAX_NESTING):
+            raise RejectedRecord(f"is {TOO_DEEP}", FailureType.system_error)
+        return self._built(record) if len(record.data) > self._copy_limit else record.data
 
     def _built(self, record: messages.Record) -> bytes:
         """The stored value when it is more than a copy: metadata asked for, or a record over KvDB's limit."""
@@ -312,8 +320,10 @@ class KvdbWriter:
                 message = self._decoder.decode(line)
             except msgspec.ValidationError:  # valid JSON of another shape: _other says what is wrong
                 message = None
-            except _NOT_READABLE:
-                raise _error(f"input line {number} is not valid JSON (or not UTF-8, or nested too deeply)") from None
+            except RecursionError:
+                raise _error(f"input line {number} is {TOO_DEEP}") from None
+            except msgspec.DecodeError:
+                raise _error(f"input line {number} is not valid JSON (or not UTF-8)") from None
             record = message.record if message is not None and message.type == "RECORD" else None
             sink = self.sinks.get((record.namespace or None, record.stream)) if record is not None else None
             if sink is not None:
@@ -336,8 +346,12 @@ class KvdbWriter:
             message = messages.fields(line)
         except msgspec.ValidationError:
             raise _error(f"input line {number} is not an Airbyte message (not a JSON object)") from None
-        except _NOT_READABLE:
-            raise _error(f"input line {number} is not valid JSON (or nested too deeply)") from None
+        except RecursionError:
+            raise _error(f"input line {number} is {TOO_DEEP}") from None
+        except msgspec.DecodeError:
+            raise _error(f"input line {number} is not valid JSON") from None
+        if messages.nests_deeper_than(line, messages.MAX_LINE_NESTING):  # the same limit, whatever the decoder took
+            raise _error(f"input line {number} is {TOO_DEEP}")
         try:
             kind = messages.decode(message["type"], str)
         except (KeyError, msgspec.DecodeError):

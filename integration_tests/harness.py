@@ -182,27 +182,32 @@ def parse_output(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
-def connector_command(*args: str) -> list[str]:
-    return [sys.executable, MAIN, *args]
+def connector_command(*args: str, recursion_limit: Optional[int] = None) -> list[str]:
+    """`python main.py ARGS`; with recursion_limit, the same entry point in an interpreter whose limit was set first."""
+    if recursion_limit is None:
+        return [sys.executable, MAIN, *args]
+    entry = f"import sys; sys.setrecursionlimit({int(recursion_limit)}); from destination_kvdb.run import run; run()"
+    return [sys.executable, "-c", entry, *args]
 
 
 def connector_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
 
 
-def run_connector(args: list[str], stdin: bytes = b"", timeout: float = RUN_TIMEOUT_SECONDS) -> Run:
+def run_connector(args: list[str], stdin: bytes = b"", timeout: float = RUN_TIMEOUT_SECONDS, recursion_limit: Optional[int] = None) -> Run:
     completed = subprocess.run(
-        connector_command(*args), input=stdin, capture_output=True, timeout=timeout, env=connector_env(), cwd=REPO_ROOT
+        connector_command(*args, recursion_limit=recursion_limit), input=stdin, capture_output=True, timeout=timeout, env=connector_env(), cwd=REPO_ROOT
     )
     stdout, stderr = completed.stdout.decode(), completed.stderr.decode()
     captured_output.extend([stdout, stderr])
     return Run(completed.returncode, stdout, stderr, parse_output(stdout))
 
 
-def run_write(tmp_path: Path, config: dict, configured_catalog: dict, messages: Iterable[Any]) -> Run:
+def run_write(tmp_path: Path, config: dict, configured_catalog: dict, messages: Iterable[Any], recursion_limit: Optional[int] = None) -> Run:
     config_path = write_json(tmp_path / "config.json", config)
     catalog_path = write_json(tmp_path / "catalog.json", configured_catalog)
-    return run_connector(["write", "--config", config_path, "--catalog", catalog_path], encode_lines(messages))
+    args = ["write", "--config", config_path, "--catalog", catalog_path]
+    return run_connector(args, encode_lines(messages), recursion_limit=recursion_limit)
 
 
 class LiveWrite:

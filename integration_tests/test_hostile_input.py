@@ -138,7 +138,7 @@ tolerated_lines = st.one_of(
 error_lines = st.one_of(
     truncated_lines(),
     st.builds(lambda k: line_of(record(APPEND, {"n": -1, "big": "x" * k})), st.integers(16_400, 200_000)),  # over KvDB's value limit
-    st.sampled_from([nested_line(1_100), nested_line(10_000)]),  # over orjson's parse depth of 1024
+    st.sampled_from([nested_line(501), nested_line(1_100), nested_line(10_000)]),  # over the limit of 500 levels
     st.builds(lambda at: (lambda line: line[:at] + b"\xff\xfe" + line[at:])(line_of(record(APPEND, {"n": -1, "t": "abcdef"}))), st.integers(30, 50)),
     st.builds(lambda name: line_of(record(name, {"n": -1})), st.text(min_size=1, max_size=20).filter(lambda n: n not in (APPEND, DEDUP))),
     st.builds(lambda ns: line_of(record(APPEND, {"n": -1}, namespace=ns)), st.text(min_size=1, max_size=10)),
@@ -313,13 +313,13 @@ def secret_bucket(server: LocalKvdbServer) -> KvdbBucket:
 SUBPROCESS_CASES = {
     "truncated record": (line_of(record(APPEND, {"n": -1, "x": "yyyy"}))[:25], "input line 4 is not valid JSON"),
     "invalid UTF-8": (b'{"type":"RECORD","record":{"stream":"s","data":{"n":-1,"t":"a\xff\xfeb"}}}', "input line 4 is not valid JSON"),
-    "10,000 levels deep": (nested_line(10_000), "input line 4 is not valid JSON"),
+    "10,000 levels deep": (nested_line(10_000), "input line 4 is nested more than 500 levels deep"),
     "unknown stream": (line_of(record("nope", {"n": -1})), "input line 4 is a record of stream 'nope'"),
     "random bytes": (bytes(range(1, 10)) + bytes(range(11, 256)), "input line 4"),
     "unknown message type (tolerated)": (line_of({"type": "SOMETHING_NEW", "x": 1}), None),
     "blank line (tolerated)": (b"", None),
     "state.stream is a string": (line_of({"type": "STATE", "state": {"type": "STREAM", "stream": "s"}}), "input line 4"),
-    "record data 2,000 levels deep": (nested_line(2_000), "input line 4 is not valid JSON (or not UTF-8, or nested too deeply)"),
+    "record data 2,000 levels deep": (nested_line(2_000), "input line 4 is nested more than 500 levels deep"),
 }
 
 
@@ -345,6 +345,32 @@ def test_the_connector_exits_with_a_traced_error_naming_the_bad_line(tmp_path, s
     assert cursors(run.states) == [0], "the state before the bad line, and no later one"
     assert stored_contents(server, bucket) == expected_contents(messages[:3])
     assert not [line for line in run.stdout.splitlines() if line.startswith("Traceback")], "no bare traceback on stdout"
+
+
+@pytest.mark.parametrize("recursion_limit", [None, 20_000], ids=["default-recursion-limit", "raised-recursion-limit"])
+def test_the_nesting_limit_is_500_levels_whatever_the_recursion_limit(tmp_path, server, recursion_limit):
+    """One documented limit: data 500 levels deep is stored and reads back; 501 or 1,100 levels fail naming the
+    line, with no state past it, even in an interpreter whose raised recursion limit lets the decoder go deeper."""
+    for depth, line_number in ((501, 4), (1_100, 4), (500, None)):
+        messages = valid_messages([[APPEND, DEDUP], [APPEND, DEDUP]])
+        lines: list[Any] = list(messages)
+        lines.insert(3, nested_line(depth))  # line 4: after the first state
+        bucket = new_bucket(server)
+
+        run = run_write(tmp_path, config_for(bucket), CATALOG, lines, recursion_limit=recursion_limit)
+
+        if line_number is None:
+            assert run.exit_code == 0, run.stderr[-2000:]
+            assert cursors(run.states) == [0, 1]
+            appended = server.items(bucket.bucket_id, keys.stream_prefix(APPEND))  # read back as Python objects
+            assert [server.raw_value(bucket.bucket_id, key) for key, _ in appended][1] == b'{"a":' * depth + b"1" + b"}" * depth
+            assert len(appended) == 3
+            continue
+        assert run.exit_code == 1, run.stderr[-2000:]
+        (error,) = run.errors
+        assert error["message"] == f"input line {line_number} is nested more than 500 levels deep, the limit for a record's data"
+        assert cursors(run.states) == [0], "the state before the bad line, and no later one"
+        assert stored_contents(server, bucket) == expected_contents(messages[:3])
 
 
 # ------------------------------------------------------------------------------------------ secrets
