@@ -217,6 +217,23 @@ def test_the_value_limit_counts_the_value_as_stored(kvdb_bucket):
     assert "op 0" in response.text
 
 
+@pytest.mark.parametrize("recursion_limit", [None, 20_000], ids=["default-recursion-limit", "raised-recursion-limit"])
+def test_a_value_nested_deeper_than_it_can_be_read_back_is_400_and_applies_nothing(kvdb_bucket, recursion_limit):
+    """The server answers 400 rather than store a document nested deeper than 1,024 levels, which it cannot read
+    back, whatever the interpreter's recursion limit (a raised one lets the body parse that deep)."""
+    readable, too_deep = b"[" * 500 + b"]" * 500, b"[" * 1_100 + b"]" * 1_100
+    default_limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(recursion_limit or default_limit)
+    try:
+        assert post_raw_txn(kvdb_bucket, b'{"set": "readable", "value": ' + readable + b"}").status_code == 200
+        response = post_raw_txn(kvdb_bucket, b'{"set": "deep", "value": ' + too_deep + b"}")
+    finally:
+        sys.setrecursionlimit(default_limit)
+    assert_one_line_text_error(response, 400)
+    assert requests.get(kvdb_bucket.url + "/readable", headers=kvdb_bucket.auth_headers).content == readable
+    assert kvdb_bucket.server.raw_value(kvdb_bucket.bucket_id, "deep") is None
+
+
 def test_key_and_value_limits_are_128_and_16384_bytes(kvdb_bucket):
     two_byte_char_key = "é" * 64  # 128 bytes of UTF-8
     ok = [{"set": two_byte_char_key, "value": 1}, {"set": "v", "value": "x" * 16384}]

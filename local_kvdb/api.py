@@ -13,7 +13,7 @@ import orjson
 from local_kvdb.auth import ADMIN, TOKEN_PERMISSIONS, Principal, authorize, extract_credential, identify, mint_token
 from local_kvdb.messages import TEXT_PLAIN, HttpError, Request, Response
 from local_kvdb.store import BUCKET_FIELDS, DEFAULT_TTL_SECONDS, Bucket, KvStore, StoredValue, TxnRun
-from local_kvdb.values import DEFAULT_TEXT_CONTENT_TYPE, JSON_CONTENT_TYPE, ValueKind, from_json_text, to_json_bytes
+from local_kvdb.values import DEFAULT_TEXT_CONTENT_TYPE, JSON_CONTENT_TYPE, MAX_DOCUMENT_DEPTH, ValueKind, from_json_text, readable, to_json_bytes
 
 MAX_KEY_BYTES = 128
 MAX_VALUE_BYTES = 16384
@@ -254,7 +254,7 @@ def _parse_txn(body: bytes, max_ops: int) -> list[TxnRun]:
             key, data = op.set, bytes(op.value)
             # Fast path: {"set": <short ASCII key>, "value": <object>}, what connectors send by the thousand.
             is_short_ascii_key = type(key) is str and key.isascii() and 0 < len(key) <= MAX_KEY_BYTES
-            if is_short_ascii_key and data[:1] == b"{" and len(data) <= MAX_VALUE_BYTES:
+            if is_short_ascii_key and data[:1] == b"{" and len(data) <= MAX_VALUE_BYTES and readable(data):
                 run.ops.append((key.encode(), document_kind, data, None))
                 continue
         is_delete, parsed = _parse_op(index, op)
@@ -287,6 +287,8 @@ def _parse_op(index: int, op: _TxnOp) -> tuple[bool, Any]:
         kind, data = from_json_text(bytes(op.value))
         if len(data) > MAX_VALUE_BYTES:
             raise HttpError(400, f"txn op {index}: value longer than {MAX_VALUE_BYTES} bytes")
+        if not readable(data):
+            raise HttpError(400, f"txn op {index}: value nested deeper than {MAX_DOCUMENT_DEPTH} levels")
         return False, (key, kind, data, None if op.ttl is msgspec.UNSET else op.ttl)
     if op.delete is not msgspec.UNSET:
         if op.value or op.ttl is not msgspec.UNSET:

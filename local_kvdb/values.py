@@ -52,6 +52,21 @@ def from_json_text(data: bytes) -> tuple[ValueKind, bytes]:
     return ValueKind.DOCUMENT, data
 
 
+# orjson, which reads documents back (GET with values, test assertions), refuses anything nested deeper.
+MAX_DOCUMENT_DEPTH = 1024
+
+
+def readable(data: bytes) -> bool:
+    """Whether a JSON document can be read back: nested at most MAX_DOCUMENT_DEPTH levels (cheap when short)."""
+    if len(data) <= 2 * MAX_DOCUMENT_DEPTH or data.count(b"[") + data.count(b"{") <= MAX_DOCUMENT_DEPTH:
+        return True
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 def to_json_bytes(kind: ValueKind, data: bytes) -> bytes:
     """The value as a JSON fragment for json/jsonl listings."""
     if kind == ValueKind.TEXT:
