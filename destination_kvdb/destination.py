@@ -28,6 +28,7 @@ from airbyte_cdk.models import (
     ConfiguredAirbyteCatalogSerializer,
     FailureType,
     Status,
+    Type,
 )
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -60,13 +61,16 @@ def print_line(line: bytes) -> None:
 class DestinationKvdb(Destination):
     def run(self, args: list[str]) -> None:
         parsed_args = self.parse_args(args)
+        if parsed_args.command == "check":
+            init_uncaught_exception_handler(logger)
+            print_line(orjson.dumps(AirbyteMessageSerializer.dump(self._check_file(parsed_args.config))))
+            return
         if parsed_args.command != "write":
             super().run(args)
             return
         init_uncaught_exception_handler(logger)
         config = self._validated_config(self.read_config(config_path=parsed_args.config))
-        with open(parsed_args.catalog, "rb") as catalog_file:
-            catalog = ConfiguredAirbyteCatalogSerializer.load(orjson.loads(catalog_file.read()))
+        catalog = _catalog(parsed_args.catalog)
         logger.info("Begin writing to KvDB...")
         # What the CDK imported lives for the whole process: keep the cyclic GC from rescanning it.
         gc.freeze()
@@ -97,6 +101,25 @@ class DestinationKvdb(Destination):
                 raise item
             yield AirbyteMessageSerializer.load(orjson.loads(item))
 
+    def read_config(self, config_path: str) -> dict[str, Any]:
+        """The config file's object; a missing file or one that is not a JSON object is a config error naming it."""
+        config = _json_file(config_path, "config")
+        if not isinstance(config, dict):
+            raise _config_error(f"The config file {config_path} is not a JSON object")
+        return config
+
+    def _check_file(self, config_path: str) -> AirbyteMessage:
+        """`check`, answered with a FAILED status (not a crash) when the config file itself is the problem.
+
+        The CDK's own check path would validate the config first and answer with the JSON schema validator's
+        raw message (a regular expression, and the value it refused); check() explains every problem itself.
+        """
+        try:
+            status = self.check(logger, self.read_config(config_path))
+        except AirbyteTracedException as error:
+            status = AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
+        return AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)
+
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Write, read back, list and delete a probe key; never raises, and never quotes the secret."""
         try:
@@ -117,14 +140,20 @@ class DestinationKvdb(Destination):
         update_secrets(get_secrets(spec, config) if isinstance(config, Mapping) else [])
         error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(spec).iter_errors(config))
         if error is None:
+            unknown = sorted(name for name in config if name not in spec["properties"])
+            if unknown:  # names only: a value might be a secret under a misspelt name (e.g. "secretkey")
+                logger.warning(f"Config fields not in the spec are ignored: {', '.join(repr(name) for name in unknown)}")
             defaults = {name: field["default"] for name, field in spec["properties"].items() if "default" in field}
             return {**defaults, **config}
+        field = ".".join(str(part) for part in error.absolute_path) or "config"
+        described = spec["properties"].get(field, {})
         if error.validator == "required":
             problem = error.message
+        elif error.validator == "pattern" and "pattern_descriptor" in described:
+            problem = f"'{field}' must be {described['pattern_descriptor']}, for example {described['examples'][0]}"
         else:
-            field = ".".join(str(part) for part in error.absolute_path) or "config"
             problem = f"'{field}' is invalid ({error.validator}: see the spec)"
-        raise AirbyteTracedException(message=f"Invalid config: {problem}", failure_type=FailureType.config_error)
+        raise _config_error(f"Invalid config: {problem}")
 
     def _write(
         self,
@@ -147,6 +176,31 @@ class DestinationKvdb(Destination):
             KvdbWriter(catalog, client, emit, options).write(blocks)
         finally:
             client.close()
+
+
+def _json_file(path: str, what: str) -> Any:
+    """A JSON file's content; a config error naming the file (never quoting it) when it cannot be read or parsed."""
+    try:
+        with open(path, "rb") as file:
+            content = file.read()
+    except OSError as error:
+        raise _config_error(f"Could not read the {what} file {path}: {error.strerror}") from None
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError as error:
+        raise _config_error(f"The {what} file {path} is not valid JSON (line {error.lineno}, column {error.colno})") from None
+
+
+def _catalog(path: str) -> ConfiguredAirbyteCatalog:
+    content = _json_file(path, "catalog")
+    try:
+        return ConfiguredAirbyteCatalogSerializer.load(content)
+    except Exception:  # the serializer's errors vary in type and may quote the file
+        raise _config_error(f"The catalog file {path} is not a configured catalog (see the Airbyte protocol)") from None
+
+
+def _config_error(message: str) -> AirbyteTracedException:
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
 
 
 def _client(config: Mapping[str, Any], policy: RetryPolicy) -> KvdbClient:
