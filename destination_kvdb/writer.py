@@ -178,8 +178,9 @@ class StreamSink:
         count, self.records_at_last_state = self.records - self.records_at_last_state, self.records
         return count
 
-    def remove_earlier_data(self, client: KvdbClient) -> None:
-        """Delete what the retention rules do not keep; run only once every record of this sync is stored.
+    def remove_earlier_data(self, client: KvdbClient) -> int:
+        """Delete what the retention rules do not keep, and say how many keys that was; run only once every record
+        of this sync is stored.
 
         Dedup keys carry no tag, so truncating dedup streams mark them per generation; the markers
         of kept generations stay, so a later sync of the same generation keeps those keys too.
@@ -203,6 +204,7 @@ class StreamSink:
                 client.delete_keys(key for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk)
         self.finalized = True
         logger.info(f"stream '{self.label}': removed {removed} keys left by earlier syncs")
+        return removed
 
 
 class KvdbWriter:
@@ -457,8 +459,11 @@ class KvdbWriter:
                 continue
             if sink.retention.needs_complete(self.statuses_seen):
                 incomplete.append(sink)
-            elif sink.retention.truncates:
-                sink.remove_earlier_data(self.client)
+            elif sink.retention.truncates and sink.remove_earlier_data(self.client) and not sink.records:
+                logger.warning(
+                    f"stream '{sink.label}': the input ended cleanly with no record of it and no stream status, which "
+                    f"counts as an empty sync: its earlier keys were removed (see the connector's docs)"
+                )
         if incomplete:
             labels = [sink.label for sink in incomplete]
             kept = [sink.label for sink in incomplete if sink.retention.truncates]

@@ -280,6 +280,32 @@ def test_overwrite_replaces_the_stream_only_when_the_sync_completes(tmp_path, kv
         assert LEGACY_USERS.items() <= dict(stored(kvdb_bucket, "users__ab__")).items()
 
 
+def warnings_of(run) -> list[str]:
+    return [message["log"]["message"] for message in run.of_type("LOG") if message["log"]["level"] in ("WARN", "WARNING")]
+
+
+@pytest.mark.parametrize("generations", [(None, None, None), (1, 2, 3)], ids=["no-generation-ids", "generation-ids"])
+def test_a_clean_end_of_input_that_empties_an_overwritten_stream_warns(tmp_path, kvdb_bucket, generations):
+    """Without statuses and with minimum_generation_id 0, an empty input finalizes the overwrite (documented), even
+    with generation ids; the user is told, since a source that died before its first record looks the same."""
+    config = config_for(kvdb_bucket)
+    first, second, third = (catalog(configured_stream("users", "overwrite", generation_id=gen, minimum_generation_id=0)) for gen in generations)
+    assert_succeeded(run_write(tmp_path, config, first, [record("users", data) for data in OLD_USERS]))
+    refilled = run_write(tmp_path, config, second, new_users(2))
+    assert_succeeded(refilled)
+    assert warnings_of(refilled) == [], "a sync with records of the stream replaces it without a warning"
+    assert stored_values(kvdb_bucket, "users__ab__") == NEW_USERS[:2]
+
+    run = run_write(tmp_path, config, third, [])
+
+    assert_succeeded(run)
+    assert stored(kvdb_bucket, "users__ab__") == []
+    assert warnings_of(run) == [
+        "stream 'users': the input ended cleanly with no record of it and no stream status, which counts as an empty "
+        "sync: its earlier keys were removed (see the connector's docs)"
+    ]
+
+
 # Truncate refresh (generations)
 
 
