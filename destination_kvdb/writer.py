@@ -57,7 +57,8 @@ class RejectedRecord(Exception):
 
 
 def _unreadable_data(error: Exception) -> RejectedRecord:
-    """Data the block decoder took but a deeper decode of its fields could not (nesting near the decoder's limit)."""
+    """Data the block decoder took but a decode of its fields could not: not an object, or (only with a recursion
+    limit far below Python's default, since deeper data is refused first) nested deeper than the decoder goes."""
     if isinstance(error, RecursionError):
         return RejectedRecord(f"is {TOO_DEEP}", FailureType.system_error)
     return RejectedRecord("is a RECORD message without a data object", FailureType.system_error)
