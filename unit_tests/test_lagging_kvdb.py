@@ -1,0 +1,116 @@
+"""Against a KvDB whose reads and listings lag behind writes (issue 15): fresh answers asked for, check waits
+within its budget, finalization deletes nothing until a listing shows its fence (the fake transport; the
+integration tests run the same against the local server's read_lag_seconds)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from airbyte_cdk.models import FailureType, Status
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb import keys
+from destination_kvdb.client import KvdbClient
+from destination_kvdb.destination import CHECK_LAG_WAIT_SECONDS, DestinationKvdb
+from destination_kvdb.finalization import FENCE_MARK, StreamFinalization
+from destination_kvdb.retention import Retention
+from unit_tests.conftest import BASE_URL, BUCKET, SECRET, http_response
+from unit_tests.test_check import CONFIG, PROBE_PREFIX, is_list, is_read, run_check
+
+
+def lagging(stale_reads: int, stale_lists: int):
+    """The first reads answer 404 and the first listings omit everything, as a cache that has not caught up."""
+    seen = {"read": 0, "list": 0}
+
+    def answer(request):
+        kind = "read" if is_read(request) else "list" if is_list(request) else None
+        if kind is None:
+            return None
+        seen[kind] += 1
+        if kind == "read" and seen[kind] <= stale_reads:
+            return http_response(404, "key not found")
+        if kind == "list" and seen[kind] <= stale_lists:
+            return http_response(200, b"[]")
+        return None
+
+    return answer
+
+
+def test_every_read_and_listing_asks_for_a_fresh_answer_without_an_extra_request(kvdb, clock, caplog):
+    status = run_check(CONFIG, caplog)
+
+    assert status.status == Status.SUCCEEDED
+    assert len(kvdb.requests) == 4  # write, read, list, delete
+    assert [request.headers.get("Cache-Control") for request in kvdb.requests if request.method == "GET"] == ["no-cache", "no-cache"]
+
+
+def test_check_waits_for_a_lagging_read_back_and_listing(kvdb, clock, caplog):
+    kvdb.override = lagging(stale_reads=3, stale_lists=2)
+
+    status = run_check(CONFIG, caplog)
+
+    assert status.status == Status.SUCCEEDED, status.message
+    assert not [key for key in kvdb.store if key.startswith(PROBE_PREFIX)]
+    assert 0 < clock.elapsed <= CHECK_LAG_WAIT_SECONDS
+
+
+@pytest.mark.parametrize("stale_reads, stale_lists, expected", [(10_000, 0, "still 404 after 10 s"), (0, 10_000, "listings still omitted it after 10 s")])
+def test_check_says_what_it_saw_when_the_lag_outlasts_its_budget(kvdb, clock, caplog, stale_reads, stale_lists, expected):
+    kvdb.override = lagging(stale_reads, stale_lists)
+
+    status = run_check(CONFIG, caplog)
+
+    assert status.status == Status.FAILED
+    assert expected in status.message
+    assert not [key for key in kvdb.store if key.startswith(PROBE_PREFIX)]  # the probe is deleted all the same
+    assert clock.elapsed <= 30
+
+
+OLD_KEY = keys.append_key("users__ab__", 1_700_000_000_000, keys.generation_tag(1), 1)
+CURRENT_KEY = keys.append_key("users__ab__", 1_700_000_000_001, keys.generation_tag(2), 1)
+
+
+@pytest.fixture
+def finalization():
+    client = KvdbClient(BASE_URL, BUCKET, SECRET)
+    retention = Retention(overwrite=True, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
+
+    def build(max_listing_lag_seconds: float) -> StreamFinalization:
+        return StreamFinalization(client, "users__ab__", "users", retention, max_listing_lag_seconds)
+
+    yield build
+    client.close()
+
+
+def without_fences(kvdb):
+    """Listings that never show a key written after the sync's records: the fence."""
+    kvdb.sorted_keys = lambda: sorted(key for key in kvdb.store if FENCE_MARK not in key)
+
+
+@pytest.mark.parametrize("max_lag, passes", [(0, 1), (5, 5)])
+def test_finalization_that_never_sees_its_fence_fails_without_deleting_anything(kvdb, clock, finalization, max_lag, passes):
+    kvdb.store.update({OLD_KEY: {"id": 1}, CURRENT_KEY: {"id": 2}})
+    without_fences(kvdb)
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        finalization(max_lag).run(written=None)
+
+    assert raised.value.failure_type == FailureType.transient_error
+    assert "stream 'users'" in raised.value.message and "max_listing_lag_seconds" in raised.value.message
+    assert kvdb.store == {OLD_KEY: {"id": 1}, CURRENT_KEY: {"id": 2}}  # its fence gone too
+    assert len([request for request in kvdb.requests if is_list(request)]) == passes
+    assert clock.elapsed <= max_lag
+
+
+def test_finalization_lists_again_until_its_fence_shows_then_removes_what_the_rules_do_not_keep(kvdb, clock, finalization, caplog):
+    caplog.set_level(logging.INFO)
+    kvdb.store.update({OLD_KEY: {"id": 1}, CURRENT_KEY: {"id": 2}})
+    kvdb.override = lagging(stale_reads=0, stale_lists=2)
+
+    removed = finalization(300).run(written=None)
+
+    assert removed == 1
+    assert kvdb.store == {CURRENT_KEY: {"id": 2}}
+    assert len([request for request in kvdb.requests if is_list(request)]) == 3
+    assert "listing lags behind the writes; listing again" in caplog.text
