@@ -13,7 +13,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import keys
 from destination_kvdb.client import KvdbClient
 from destination_kvdb.destination import CHECK_LAG_WAIT_SECONDS, DestinationKvdb
-from destination_kvdb.finalization import FENCE_MARK, StreamFinalization
+from destination_kvdb.finalization import FENCE_MARK, StreamFinalization, WrittenKeys
 from destination_kvdb.retention import Retention
 from unit_tests.conftest import BASE_URL, BUCKET, SECRET, http_response
 from unit_tests.test_check import CONFIG, PROBE_PREFIX, is_list, is_read, run_check
@@ -114,3 +114,25 @@ def test_finalization_lists_again_until_its_fence_shows_then_removes_what_the_ru
     assert kvdb.store == {CURRENT_KEY: {"id": 2}}
     assert len([request for request in kvdb.requests if is_list(request)]) == 3
     assert "listing lags behind the writes; listing again" in caplog.text
+
+
+def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_shows(kvdb, clock):
+    """Its markers are not listed at all here; the keys it wrote (more than one batch) stay, the old one goes."""
+    written = WrittenKeys()
+    mine = [keys.dedup_key("users__ab__", [str(i)]) for i in range(WrittenKeys.BATCH + 5)]
+    for key in mine:
+        written.add(key)
+    old = keys.dedup_key("users__ab__", ["old"])
+    kvdb.store.update({key: {"gen": 2} for key in mine[:3] + mine[-3:]})
+    kvdb.store.update({old: {"gen": 1}, keys.marker_key("users__ab__", 1, old): old})
+    client = KvdbClient(BASE_URL, BUCKET, SECRET)
+    retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
+
+    try:
+        removed = StreamFinalization(client, "users__ab__", "users", retention, 300).run(written)
+    finally:
+        client.close()
+        written.close()
+
+    assert removed == 1
+    assert kvdb.store == {key: {"gen": 2} for key in mine[:3] + mine[-3:]}
