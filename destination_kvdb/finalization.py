@@ -54,8 +54,9 @@ RELIST_MAX_DELAY_SECONDS = 15.0
 class WrittenKeys:
     """The dedup keys this process wrote: finalization keeps them whatever a listing shows.
 
-    Appended to a temporary text file in batches (a tenth of a microsecond per record on the record
-    path; keys are printable ASCII, one per line), loaded into an indexed spill only at finalization.
+    Appended to a temporary text file in batches (well under a microsecond per record on the record
+    path, where a sorted SQLite insert costs several; keys are printable ASCII, one per line), and
+    loaded into an indexed spill only at finalization.
     """
 
     BATCH = 10_000
@@ -104,7 +105,9 @@ class StreamFinalization:
         self._deadline = 0.0
 
     def run(self, written: Optional[WrittenKeys]) -> int:
-        """Delete the keys the rules do not keep (dedup: `written` are kept too); return how many were deleted.
+        """Delete the keys the rules do not keep; return how many were deleted.
+
+        written: the keys this process wrote in a dedup stream, kept too; None for append and overwrite streams.
 
         Dedup keys carry no tag, so truncating dedup streams mark them per generation; the markers of
         kept generations stay, so a later sync of the same generation keeps those keys too.

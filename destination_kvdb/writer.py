@@ -179,7 +179,7 @@ class StreamSink:
     def remove_earlier_data(self, client: KvdbClient) -> None:
         """Delete what the retention rules do not keep (finalization.py); run only once every record of this sync is stored."""
         finalization = StreamFinalization(client, self.prefix, self.label, self.retention, self._max_listing_lag_seconds)
-        removed = finalization.run(self._written if self.dedup else None)
+        removed = finalization.run(self._written)
         self.finalized = True
         logger.info(f"stream '{self.label}': removed {removed} keys left by earlier syncs")
 
