@@ -10,16 +10,17 @@ What this sync wrote is never deleted, whatever a listing shows or omits:
 - Dedup keys carry no tag; a truncating dedup stream writes a marker per key and generation. The keys
   this process wrote are known locally (WrittenKeys) and kept whatever the markers listing shows.
 - What earlier attempts wrote was acknowledged before this process started. Before listing, finalization
-  writes a fence: one key in the stream's listing and one in its markers' listing, in one transaction.
-  A listing pass counts as evidence only if it shows its fence: the page holding the fence was answered
-  from a view newer than the fence, so it shows every key and marker written before. Until a pass shows
-  it, the pass is repeated with backoff, for at most max_listing_lag_seconds; then the sync fails with a
-  transient error naming the stream, having deleted nothing at all.
-Fences sort before every key the connector writes (`!` is below digits and `k`), so they are in a pass's
-first page; a listing of more than one page (10,000 keys) also assumes that the later pages of a pass,
-requested after its first, are answered from views no older than the first page's. Fences are neither
-tagged nor marked, so the rules delete them with the stale keys; a fence left by an interrupted attempt
-goes at the next finalization.
+  writes a fence: two keys in the stream's listing (and two in its markers' listing), one sorting before
+  and one after every key the connector writes (`!` is below digits and `k`, `~` above), in one
+  transaction. A listing pass counts as evidence only if it shows both: a page holding a fence key was
+  answered from a view newer than the fence, so it shows every key and marker written before. Until a
+  pass shows them, it is repeated with backoff, for at most max_listing_lag_seconds; then the sync fails
+  with a transient error naming the stream, having deleted nothing at all.
+The fence keys are in a pass's first and last pages, so the evidence holds per page for listings of up
+to two pages (about 20,000 keys); a longer listing also assumes that its middle pages, requested after
+the first, are answered from views no older than the first page's (a lag that does not go back in
+time). Fences are neither tagged nor marked, so the rules delete them with the stale keys; a fence left
+by an interrupted attempt goes at the next finalization.
 
 Cost per finalized stream: 1 fence transaction, one listing pass (floor(keys / 9,999) + 1 pages; dedup: the
 markers too), and the delete transactions (up to 10,000 ops or max_request_bytes each); each pass
@@ -45,7 +46,8 @@ from destination_kvdb.transactions import MAX_OPS_PER_TXN, set_op
 
 logger = logging.getLogger("airbyte")
 
-FENCE_MARK = "!fence."
+# A fence is two keys under a listing's prefix: `!` sorts before and `~` after every key the connector writes.
+FENCE_MARKS = ("!fence.", "~fence.")
 FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
 RELIST_FIRST_DELAY_SECONDS = 0.25
 RELIST_MAX_DELAY_SECONDS = 15.0
@@ -103,6 +105,7 @@ class StreamFinalization:
         self.retention = retention
         self.max_listing_lag_seconds = max_listing_lag_seconds
         self._deadline = 0.0
+        self._token = ""  # names this run's fences
 
     def run(self, written: Optional[WrittenKeys]) -> int:
         """Delete the keys the rules do not keep; return how many were deleted.
@@ -112,19 +115,18 @@ class StreamFinalization:
         Dedup keys carry no tag, so truncating dedup streams mark them per generation; the markers of
         kept generations stay, so a later sync of the same generation keeps those keys too.
         """
-        token = uuid.uuid4().hex[:16]
-        key_fence = self.prefix + FENCE_MARK + token
-        marker_fence = keys.markers_prefix(self.prefix) + FENCE_MARK + token if written is not None else None
-        fences = [fence for fence in (key_fence, marker_fence) if fence]
+        self._token = uuid.uuid4().hex[:16]
+        listed_prefixes = [self.prefix] if written is None else [self.prefix, keys.markers_prefix(self.prefix)]
+        fences = [fence for prefix in listed_prefixes for fence in self._fence(prefix)]
         self.client.transact(set_op(fence, FENCE_VALUE) for fence in fences)
         self._deadline = time.monotonic() + self.max_listing_lag_seconds
         try:
             with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
-                self._find_unkept(key_fence, marker_fence, written, doomed, stale_markers)
+                self._find_unkept(written, doomed, stale_markers)
                 # Stale markers go last: if this is interrupted, the next attempt still knows what to keep.
                 for spilled in (doomed, stale_markers):
                     self.client.delete_keys(key for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk)
-                return len(doomed) - 1  # this run's fence is not data
+                return len(doomed) - len(FENCE_MARKS)  # this run's fence is not data
         except ListingLagged:
             self.client.delete_keys(fences)  # nothing else was deleted: the bucket is as it was
             message = (
@@ -134,17 +136,18 @@ class StreamFinalization:
             )
             raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error) from None
 
-    def _find_unkept(
-        self, key_fence: str, marker_fence: Optional[str], written: Optional[WrittenKeys], doomed: SpilledKeys, stale_markers: SpilledKeys
-    ) -> None:
+    def _fence(self, prefix: str) -> list[str]:
+        return [prefix + mark + self._token for mark in FENCE_MARKS]
+
+    def _find_unkept(self, written: Optional[WrittenKeys], doomed: SpilledKeys, stale_markers: SpilledKeys) -> None:
         """Fill doomed with the keys to delete and stale_markers with the markers of generations not kept."""
         keeps = self.retention.keeps
         if written is None:
-            with self._fresh_listing(self.prefix, key_fence) as listed:
+            with self._fresh_listing(self.prefix) as listed:
                 for chunk in listed.chunks(MAX_OPS_PER_TXN):
                     doomed.add_all(key for key in chunk if not keeps(keys.append_key_tag(self.prefix, key)))
             return
-        with SpilledKeys() as kept, self._fresh_listing(keys.markers_prefix(self.prefix), marker_fence) as markers:
+        with SpilledKeys() as kept, self._fresh_listing(keys.markers_prefix(self.prefix)) as markers:
             for chunk in markers.chunks(MAX_OPS_PER_TXN):
                 for marker in chunk:
                     parsed = keys.parse_marker(self.prefix, marker)
@@ -152,18 +155,18 @@ class StreamFinalization:
                         kept.add(parsed[1])
                     else:
                         stale_markers.add(marker)
-            with self._fresh_listing(self.prefix, key_fence) as listed:
+            with self._fresh_listing(self.prefix) as listed:
                 for chunk in listed.chunks(MAX_OPS_PER_TXN):
                     doomed.add_all(key for key in chunk if keys.marker_digest(key) not in kept and key not in written)
 
-    def _fresh_listing(self, prefix: str, fence: str) -> SpilledKeys:
-        """Every key under prefix from a pass that shows `fence`, listing again with backoff until one does."""
+    def _fresh_listing(self, prefix: str) -> SpilledKeys:
+        """Every key under prefix from a pass that shows both keys of its fence, listing again with backoff until one does."""
         relists = 0
         while True:
             listed = SpilledKeys()
             try:
                 listed.add_all(self.client.list_keys(prefix))
-                if fence in listed:
+                if all(fence in listed for fence in self._fence(prefix)):
                     return listed
             except BaseException:
                 listed.__exit__()

@@ -161,7 +161,7 @@ STREAM_KINDS = ("append", "dedup", "client_overwrite_gen", "client_overwrite_syn
 # since a lagged finalization waits until its listings catch up.
 LAGGED_JOB_SHARE = 0.1
 LAGS_SECONDS = (0.2, 0.3, 0.5)
-FENCE = "__ab__!fence."  # a finalization's fence: left behind only by an attempt killed while finalizing
+FENCES = ("__ab__!fence.", "__ab__~fence.")  # a finalization's fence: left behind only by an attempt killed while finalizing
 
 
 def compact(message: object) -> bytes:
@@ -540,7 +540,7 @@ def check_bucket(history: StreamHistory, items: list[tuple[str, object]]) -> lis
 
 
 def _without_fences(items: list[tuple[str, object]]) -> list[tuple[str, object]]:
-    return [(key, value) for key, value in items if FENCE not in key]
+    return [(key, value) for key, value in items if not any(fence in key for fence in FENCES)]
 
 
 def _check_append(history: StreamHistory, items: list[tuple[str, object]]) -> list[str]:

@@ -5,7 +5,9 @@ integration tests run the same against the local server's read_lag_seconds)."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import pytest
 from airbyte_cdk.models import FailureType, Status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -13,7 +15,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import keys
 from destination_kvdb.client import KvdbClient
 from destination_kvdb.destination import CHECK_LAG_WAIT_SECONDS, DestinationKvdb
-from destination_kvdb.finalization import FENCE_MARK, StreamFinalization, WrittenKeys
+from destination_kvdb.finalization import FENCE_MARKS, StreamFinalization, WrittenKeys
 from destination_kvdb.retention import Retention
 from unit_tests.conftest import BASE_URL, BUCKET, SECRET, http_response
 from unit_tests.test_check import CONFIG, PROBE_PREFIX, is_list, is_read, run_check
@@ -85,7 +87,7 @@ def finalization():
 
 def without_fences(kvdb):
     """Listings that never show a key written after the sync's records: the fence."""
-    kvdb.sorted_keys = lambda: sorted(key for key in kvdb.store if FENCE_MARK not in key)
+    kvdb.sorted_keys = lambda: sorted(key for key in kvdb.store if not any(mark in key for mark in FENCE_MARKS))
 
 
 @pytest.mark.parametrize("max_lag, passes", [(0, 1), (5, 5)])
@@ -136,3 +138,39 @@ def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_sho
 
     assert removed == 1
     assert kvdb.store == {key: {"gen": 2} for key in mine[:3] + mine[-3:]}
+
+
+def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock):
+    """Page 1 is fresh (it shows the fence's first key); page 2 comes from an older view without the markers
+    an earlier attempt wrote for its keys, nor the fence's last key. The pass is listed again."""
+    earlier = [keys.dedup_key("users__ab__", [f"e{i}"]) for i in range(5)]
+    recent = {keys.marker_key("users__ab__", 2, key) for key in earlier}
+    kvdb.store.update({key: {"gen": 2} for key in earlier})
+    kvdb.store.update({marker: key for marker, key in zip(sorted(recent), earlier)})
+    kvdb.store.update({keys.marker_key("users__ab__", 1, key): key for key in earlier})
+    kvdb.store.update({f"users__abg__1.{n:012x}": "filler" for n in range(10_000)})  # generation 1 sorts first: page 1
+    stale_pages = []
+
+    def second_page_stale(request):
+        query = parse_qs(urlsplit(request.url).query)
+        if is_list(request) and query["prefix"] == ["users__abg__"] and int(query["skip"][0]) > 0 and len(stale_pages) < 2:
+            stale_pages.append(request)
+            old_view = [key for key in kvdb.sorted_keys() if key.startswith("users__abg__") and key not in recent and "~fence." not in key]
+            skip = int(query["skip"][0])
+            return http_response(200, orjson.dumps(old_view[skip : skip + 10_000]))
+        return None
+
+    kvdb.override = second_page_stale
+    client = KvdbClient(BASE_URL, BUCKET, SECRET)
+    retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
+    written = WrittenKeys()  # this process wrote none of them
+
+    try:
+        StreamFinalization(client, "users__ab__", "users", retention, 300).run(written)
+    finally:
+        client.close()
+        written.close()
+
+    assert len(stale_pages) == 2
+    assert {key: value for key, value in kvdb.store.items() if key.startswith("users__ab__")} == {key: {"gen": 2} for key in earlier}
+    assert set(kvdb.store) - set(earlier) == recent  # generation 1's markers and every fence key gone
