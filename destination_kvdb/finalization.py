@@ -22,7 +22,7 @@ the first, are answered from views no older than the first page's (a lag that do
 time). Fences are neither tagged nor marked, so the rules delete them with the stale keys; a fence left
 by an interrupted attempt goes at the next finalization.
 
-Cost per finalized stream: 1 fence transaction, one listing pass (floor(keys / 9,999) + 1 pages; dedup: the
+Cost per finalized stream: 1 fence transaction, one listing pass (floor((keys + 1) / 9,999) + 1 pages; dedup: the
 markers too), and the delete transactions (up to 10,000 ops or max_request_bytes each); each pass
 repeated while listings lag.
 """
