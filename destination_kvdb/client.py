@@ -128,6 +128,8 @@ class KvdbSession(requests.Session):
         super().__init__()
         self.auth = _BearerAuth(secret_key)
         self.headers["Accept"] = "application/json"
+        # kvdb.io caches answers at the edge: ask every read and listing for a fresh one (a header, no extra request).
+        self.headers["Cache-Control"] = "no-cache"
         self.policy = policy
         self.usage = RequestUsage()
         # Proxy and CA settings from the environment, read once: per request they cost more CPU

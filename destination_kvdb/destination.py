@@ -12,6 +12,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 import uuid
 from typing import Any, Callable, Iterable, Mapping
 
@@ -48,6 +49,10 @@ CHECK_POLICY = RetryPolicy(
     read_timeout_seconds=10,
     overall_limit_seconds=25,
 )
+# Within those 25 s, how long the read-back and the listing may lag behind the probe's write.
+CHECK_LAG_WAIT_SECONDS = 10
+CHECK_RETRY_FIRST_DELAY_SECONDS = 0.25
+CHECK_RETRY_MAX_DELAY_SECONDS = 2.0
 
 
 def print_line(line: bytes) -> None:
@@ -172,6 +177,7 @@ class DestinationKvdb(Destination):
                 max_state_delay_seconds=config["max_state_delay_seconds"],
                 oversized_records=config["oversized_records"],
                 include_airbyte_metadata=config["include_airbyte_metadata"],
+                max_listing_lag_seconds=config["max_listing_lag_seconds"],
             )
             KvdbWriter(catalog, client, emit, options).write(blocks)
         finally:
@@ -215,25 +221,44 @@ def _client(config: Mapping[str, Any], policy: RetryPolicy) -> KvdbClient:
 
 
 def _probe(client: KvdbClient) -> None:
-    """Write, read back, list and delete a unique key: what a sync needs, on a key no stream uses."""
+    """Write, read back, list and delete a unique key: what a sync needs, on a key no stream uses.
+
+    KvDB's reads and listings may lag behind writes, so the read-back and the listing are retried for
+    up to CHECK_LAG_WAIT_SECONDS before the check fails; the probe key is deleted in every case.
+    """
     key = f"_airbyte_check_{uuid.uuid4().hex}"
     value = {"written_by": "destination-kvdb check"}
     client.transact([set_op(key, value)])
     try:
-        if _read_json(client, key) != value:
-            raise _unexpected("KvDB accepted a write but did not return the value on read-back")
-        if next(client.list_keys(key), None) != key:
-            raise _unexpected("KvDB accepted a write but did not list the key")
+        deadline = time.monotonic() + CHECK_LAG_WAIT_SECONDS
+        stored = _until_fresh(lambda: client.get(key), deadline)
+        if stored is None:
+            raise _unexpected(f"KvDB accepted a write but did not return the value on read-back (still 404 after {CHECK_LAG_WAIT_SECONDS} s)")
+        if _json_or_none(stored) != value:
+            raise _unexpected("KvDB accepted a write but did not return the value on read-back (it returned another value)")
+        if _until_fresh(lambda: next(client.list_keys(key), None), deadline) != key:
+            raise _unexpected(f"KvDB accepted a write but did not list the key (listings still omitted it after {CHECK_LAG_WAIT_SECONDS} s)")
     except AirbyteTracedException:
         _delete_quietly(client, key)  # the first problem is the one to report
         raise
     client.delete_keys([key])
 
 
-def _read_json(client: KvdbClient, key: str) -> Any:
-    stored = client.get(key)
+def _until_fresh(fetch: Callable[[], Any], deadline: float) -> Any:
+    """fetch() until it returns something other than None (a lagging KvDB catching up) or the deadline comes."""
+    waits = 0
+    while (found := fetch()) is None:
+        delay = min(CHECK_RETRY_MAX_DELAY_SECONDS, CHECK_RETRY_FIRST_DELAY_SECONDS * 2**waits)
+        if time.monotonic() + delay > deadline:
+            return None
+        time.sleep(delay)
+        waits += 1
+    return found
+
+
+def _json_or_none(stored: bytes) -> Any:
     try:
-        return None if stored is None else orjson.loads(stored)
+        return orjson.loads(stored)
     except orjson.JSONDecodeError:
         return None
 

@@ -6,7 +6,8 @@ transaction as they are. Records of all streams share one byte-bounded batch, se
 full, when a state has waited max_state_delay_seconds for it, at a truncating stream's COMPLETE
 and at the end of input: a state alone never costs a request. Each state is echoed as received,
 plus destinationStats, once the requests holding its records succeeded (pipeline.py). Which keys
-survive a stream's end, and what counts as its end, is retention.py's to decide.
+survive a stream's end, and what counts as its end, is retention.py's to decide; finalization.py
+lists and deletes the others, safe against listings that lag behind writes.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import keys, messages
 from destination_kvdb.client import KvdbClient
 from destination_kvdb.clock import CoarseClock
+from destination_kvdb.finalization import StreamFinalization, WrittenKeys
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress
 from destination_kvdb.reader import LineBlocks, line_chunks
 from destination_kvdb.record_values import Built, OversizedRecord, RecordValues
 from destination_kvdb.retention import Retention
-from destination_kvdb.spill import SpilledKeys
-from destination_kvdb.transactions import MAX_OPS_PER_TXN, SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
+from destination_kvdb.transactions import SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
 
 logger = logging.getLogger("airbyte")
 
@@ -46,6 +47,7 @@ class WriteOptions:
     max_state_delay_seconds: float = 60.0
     oversized_records: str = "null_fields"
     include_airbyte_metadata: bool = False
+    max_listing_lag_seconds: float = 300.0
 
 
 class RejectedRecord(Exception):
@@ -112,6 +114,9 @@ class StreamSink:
         self._clock = clock
         self._ms = 0
         self._op_start = b""  # SET_START and the key up to the counter's last two hex digits
+        self._max_listing_lag_seconds = options.max_listing_lag_seconds
+        # The dedup keys this process writes in a truncating stream: finalization keeps them whatever a listing shows.
+        self._written: Optional[WrittenKeys] = WrittenKeys() if self.dedup and self.retention.truncates else None
 
     def write(self, record: messages.Record) -> None:
         """The hot path: the record's bytes into one op (two for a dedup stream being truncated)."""
@@ -172,40 +177,26 @@ class StreamSink:
             self._add(delete_op(key), key)
             return
         self._add_set(SET_START + key.encode(), SET_VALUE, value, key)
-        if self.retention.truncates:
+        if self._written is not None:
             self._add(set_op(keys.marker_key(self.prefix, self.retention.generation_id, key), key))
+            self._written.add(key)
 
     def take_records_since_state(self) -> int:
         count, self.records_at_last_state = self.records - self.records_at_last_state, self.records
         return count
 
     def remove_earlier_data(self, client: KvdbClient) -> int:
-        """Delete what the retention rules do not keep, and say how many keys that was; run only once every record
-        of this sync is stored.
-
-        Dedup keys carry no tag, so truncating dedup streams mark them per generation; the markers
-        of kept generations stay, so a later sync of the same generation keeps those keys too.
-        """
-        keeps = self.retention.keeps
-        with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
-            if self.dedup:
-                with SpilledKeys() as kept:
-                    for marker in client.list_keys(keys.markers_prefix(self.prefix)):
-                        parsed = keys.parse_marker(self.prefix, marker)
-                        if parsed and keeps(keys.generation_tag(parsed[0])):
-                            kept.add(parsed[1])
-                        else:
-                            stale_markers.add(marker)
-                    doomed.add_all(key for key in client.list_keys(self.prefix) if keys.marker_digest(key) not in kept)
-            else:
-                doomed.add_all(key for key in client.list_keys(self.prefix) if not keeps(keys.append_key_tag(self.prefix, key)))
-            removed = len(doomed)
-            # Stale markers go last: if this is interrupted, the next attempt still knows what to keep.
-            for spilled in (doomed, stale_markers):
-                client.delete_keys(key for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk)
+        """Delete what the retention rules do not keep (finalization.py), and say how many keys that was; run only once
+        every record of this sync is stored."""
+        finalization = StreamFinalization(client, self.prefix, self.label, self.retention, self._max_listing_lag_seconds)
+        removed = finalization.run(self._written)
         self.finalized = True
         logger.info(f"stream '{self.label}': removed {removed} keys left by earlier syncs")
         return removed
+
+    def close(self) -> None:
+        if self._written is not None:
+            self._written.close()
 
 
 class KvdbWriter:
@@ -258,6 +249,8 @@ class KvdbWriter:
         finally:
             self.pipeline.close()
             self.clock.stop()
+            for sink in self.sinks.values():
+                sink.close()
         self.progress.report("sync finished", self.sinks.values())
         for sink in self.sinks.values():
             if sink.reduced:

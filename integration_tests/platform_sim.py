@@ -157,6 +157,11 @@ DEDUP_ID_POOL = 60
 PRECISE_CURSOR = "123456789012345678901234567890.00000000000000000001"  # wider than int64 and than a double
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 STREAM_KINDS = ("append", "dedup", "client_overwrite_gen", "client_overwrite_sync")
+# A share of the random jobs runs against listings and reads that lag behind writes (issue 15); small lags,
+# since a lagged finalization waits until its listings catch up.
+LAGGED_JOB_SHARE = 0.1
+LAGS_SECONDS = (0.2, 0.3, 0.5)
+FENCES = ("__ab__!fence.", "__ab__~fence.")  # a finalization's fence: left behind only by an attempt killed while finalizing
 
 
 def compact(message: object) -> bytes:
@@ -534,10 +539,14 @@ def check_bucket(history: StreamHistory, items: list[tuple[str, object]]) -> lis
     return _check_dedup(history, items) if history.dedup else _check_append(history, items)
 
 
+def _without_fences(items: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    return [(key, value) for key, value in items if not any(fence in key for fence in FENCES)]
+
+
 def _check_append(history: StreamHistory, items: list[tuple[str, object]]) -> list[str]:
     problems = []
     counts: Counter = Counter()
-    for key, value in items:
+    for key, value in _without_fences(items):
         entry = history.records.get(value.get("id")) if isinstance(value, dict) else None
         if entry is None or entry[0] != value:
             problems.append(f"{history.label}: unknown value under {key}: {str(value)[:120]}")
@@ -558,7 +567,7 @@ def _check_append(history: StreamHistory, items: list[tuple[str, object]]) -> li
 
 def _check_dedup(history: StreamHistory, items: list[tuple[str, object]]) -> list[str]:
     problems, seen = [], {}
-    for key, value in items:
+    for key, value in _without_fences(items):
         version = value.get("v") if isinstance(value, dict) else None
         if history.versions.get(version) != value or value.get(CDC_DELETED_AT) is not None:
             problems.append(f"{history.label}: unknown value under {key}: {str(value)[:120]}")
@@ -677,7 +686,8 @@ class Simulator:
 
     def __init__(self, zygote: Zygote, server, bucket_id: str, base_config: dict, work_dir: Path, seed: int,
                  record_output: Callable[[str], None] = lambda text: None, streams: Optional[list[StreamHistory]] = None,
-                 records_per_job: tuple[int, int] = (0, 120)):
+                 records_per_job: tuple[int, int] = (0, 120), read_lag_seconds: Optional[float] = None):
+        """read_lag_seconds: the server's read lag in every job (None: LAGGED_JOB_SHARE of the jobs get one of LAGS_SECONDS)."""
         self.zygote = zygote
         self.server = server
         self.bucket_id = bucket_id
@@ -685,6 +695,7 @@ class Simulator:
         self.work_dir = work_dir
         self.seed = seed
         self.record_output = record_output
+        self.read_lag_seconds = read_lag_seconds
         rng = random.Random(seed)
         self.connection = Connection(rng, streams, records_per_job) if streams else Connection.random(rng, records_per_job)
         self.state_ids = itertools.count(1)
@@ -698,6 +709,21 @@ class Simulator:
         config_path.write_text(json.dumps(job.config))
         catalog_path.write_text(json.dumps(job.catalog()))
         args = ["write", "--config", str(config_path), "--catalog", str(catalog_path)]
+        lag = self._lag(job)
+        self.server.set_faults(read_lag_seconds=lag)
+        try:
+            return self._attempts(job, args, plans, lag)
+        finally:
+            self.server.set_faults(read_lag_seconds=0)
+
+    def _lag(self, job: Job) -> float:
+        """Drawn from its own generator, so lagged jobs leave the histories of the seeds as they were."""
+        if self.read_lag_seconds is not None:
+            return self.read_lag_seconds
+        rng = random.Random(f"{self.seed}/{job.number}/lag")
+        return rng.choice(LAGS_SECONDS) if rng.random() < LAGGED_JOB_SHARE else 0.0
+
+    def _attempts(self, job: Job, args: list[str], plans: Optional[list[AttemptPlan]], lag: float) -> bool:
         for attempt in range(1, (len(plans) if plans else MAX_ATTEMPTS) + 1):
             rng = random.Random(f"{self.seed}/{job.number}/{attempt}")
             plan = plans[attempt - 1] if plans else AttemptPlan.random(rng)
@@ -716,14 +742,15 @@ class Simulator:
             for stream in job.streams:
                 problems += check_bucket(stream.history, self.server.items(self.bucket_id, stream_prefix(stream.history)))
             if problems:
-                raise SimulationFailure(self._report(job, attempt, plan, result, problems))
-            self._count(job, plan, result, completed)
+                raise SimulationFailure(self._report(job, attempt, plan, result, problems, lag))
+            self._count(job, plan, result, completed, lag)
             if plan.source_fails_at is None and result.exit_code == 0:
                 return True
         return False
 
-    def _count(self, job: Job, plan: AttemptPlan, result: AttemptResult, completed: list[int]) -> None:
+    def _count(self, job: Job, plan: AttemptPlan, result: AttemptResult, completed: list[int], lag: float) -> None:
         self.events["attempts"] += 1
+        self.events["attempts with lagging listings"] += lag > 0
         self.events["killed"] += result.killed
         self.events["killed after a COMPLETE"] += result.killed and any(line.status for line in result.lines[: result.written])
         self.events["source failed"] += plan.source_fails_at is not None
@@ -731,10 +758,11 @@ class Simulator:
         for index in completed:
             if job.streams[index].keeps({"gen": -1, "sync": -1}) is False:
                 self.events["truncations completed"] += 1
+                self.events["truncations completed under lag"] += lag > 0
         if result.exit_code > 0:
             self.events["exited non-zero"] += 1
 
-    def _report(self, job: Job, attempt: int, plan: AttemptPlan, result: AttemptResult, problems: list[str]) -> str:
+    def _report(self, job: Job, attempt: int, plan: AttemptPlan, result: AttemptResult, problems: list[str], lag: float) -> str:
         streams = "; ".join(
             f"{s.history.label}: {s.mode} gen {s.generation_id} min {s.minimum_generation_id} ({len(s.ops)} records)" for s in job.streams
         )
@@ -743,7 +771,7 @@ class Simulator:
             f"seed {self.seed}, job {job.number}, attempt {attempt} ({plan}; exit code {result.exit_code}; "
             f"{result.written}/{len(result.lines)} lines written; {'GLOBAL' if job.global_states else 'STREAM'} states every "
             f"{job.checkpoint_every}; config delay {job.config['max_state_delay_seconds']} s, "
-            f"{job.config.get('max_request_bytes', 'default')} bytes)\n  streams: {streams}\n  "
+            f"{job.config.get('max_request_bytes', 'default')} bytes; listings lag {lag} s)\n  streams: {streams}\n  "
             + "\n  ".join(problems[:10])
             + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
             + f"\n  rerun: PLATFORM_SIM_SEED={self.seed} pytest integration_tests/test_platform_sim.py -k random\n"

@@ -641,6 +641,7 @@ def test_admin_faults_endpoint_reads_and_changes_settings(kvdb_bucket):
         "latency_ms": 0.0,
         "seed": None,
         "max_body_bytes": 32 * 1024 * 1024,
+        "read_lag_seconds": 0.0,
     }
     changed = requests.post(admin, json={"error_429_rate": 1.0, "retry_after_seconds": 0})
     assert (changed.status_code, changed.json()["error_429_rate"]) == (200, 1.0)

@@ -38,7 +38,9 @@ class LocalKvdbServer:
     rate_limit: None (off) or (requests, window_seconds), e.g. DEFAULT_RATE_LIMIT. clock: seconds since the
     epoch, for TTLs, tokens and rate-limit windows (default time.time). db_path ":memory:" keeps no file
     (and nothing across a restart). max_body_bytes: larger request bodies get 413 (None: no limit); it is a
-    fault setting, so set_faults(max_body_bytes=...) and POST /_admin/faults change it while running."""
+    fault setting, so set_faults(max_body_bytes=...) and POST /_admin/faults change it while running.
+    set_faults(read_lag_seconds=L) makes key reads and listings show the bucket as it was L seconds earlier
+    (changes made while a lag is set); items(), get_value() and raw_value() always show it as it is."""
 
     def __init__(
         self,
@@ -81,9 +83,9 @@ class LocalKvdbServer:
     def start(self) -> "LocalKvdbServer":
         if self._httpd is not None:
             raise RuntimeError("server already running")
-        store = KvStore(self.db_path, self._clock)
+        store = KvStore(self.db_path, self._clock, history_seconds=self._read_lag_seconds)
         rate_limiter = FixedWindowRateLimiter(*self._rate_limit, clock=self._clock) if self._rate_limit else None
-        api = KvdbApi(store, self._clock, self._max_txn_ops)
+        api = KvdbApi(store, self._clock, self._max_txn_ops, self._read_lag_seconds)
         try:
             httpd = KvdbHttpServer(
                 (self.host, self.port), api, self._faults, self._stats, rate_limiter, self._verbose
@@ -123,6 +125,9 @@ class LocalKvdbServer:
     def set_faults(self, **settings: Any) -> dict[str, Any]:
         """Changes fault settings while running (see local_kvdb.faults.FaultSettings); returns them all."""
         return asdict(self._faults.configure(**settings))
+
+    def _read_lag_seconds(self) -> float:
+        return self._faults.settings.read_lag_seconds
 
     def faults(self) -> dict[str, Any]:
         return asdict(self._faults.settings)

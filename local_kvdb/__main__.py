@@ -27,6 +27,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--retry-after", type=int, default=1, help="Retry-After seconds of injected 429s")
     parser.add_argument("--drop-after-commit-rate", type=float, default=0.0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--read-lag-seconds", type=float, default=0.0, help="key reads and listings show the bucket as it was this long ago"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--max-txn-ops", type=int, default=DEFAULT_MAX_TXN_OPS)
     parser.add_argument(
@@ -47,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         "retry_after_seconds": args.retry_after,
         "drop_after_commit_rate": args.drop_after_commit_rate,
         "latency_ms": args.latency_ms,
+        "read_lag_seconds": args.read_lag_seconds,
         "seed": args.seed,
     }
     try:

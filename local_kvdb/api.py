@@ -52,9 +52,10 @@ def resolve_route(method: str, path: str) -> Route:
 
 
 class KvdbApi:
-    def __init__(self, store: KvStore, clock: Callable[[], float], max_txn_ops: int):
+    def __init__(self, store: KvStore, clock: Callable[[], float], max_txn_ops: int, read_lag: Callable[[], float] = lambda: 0.0):
         self._store = store
         self._clock = clock
+        self._read_lag = read_lag
         self._max_txn_ops = max_txn_ops
         self._bucket_handlers: dict[str, Callable[[Bucket, Principal, Route, Request], Response]] = {
             "update_bucket": self._update_bucket,
@@ -130,7 +131,7 @@ class KvdbApi:
 
     def _get(self, bucket: Bucket, principal: Principal, route: Route, request: Request) -> Response:
         authorize(bucket, principal, "read", route.key)
-        value = self._store.get(bucket.id, route.key)
+        value = self._store.get(bucket.id, route.key, self._lagging_view())
         if value is None:
             raise HttpError(404, "key not found")
         default_type = JSON_CONTENT_TYPE if value.kind == ValueKind.DOCUMENT else DEFAULT_TEXT_CONTENT_TYPE
@@ -171,6 +172,11 @@ class KvdbApi:
         self._store.apply_txn(bucket.id, runs)
         return Response(200, ops_applied=sum(len(run.ops) for run in runs))
 
+    def _lagging_view(self) -> float | None:
+        """The moment reads and listings show (the read_lag_seconds fault); None: now."""
+        lag = self._read_lag()
+        return self._clock() - lag if lag > 0 else None
+
     # Listing
 
     def _list(self, bucket: Bucket, principal: Principal, route: Route, request: Request) -> Response:
@@ -184,7 +190,7 @@ class KvdbApi:
             authorize(bucket, principal, "read")
         prefix = _scoped_prefix(query.get("prefix", "").encode(errors="surrogateescape"), principal)
         entries = [] if prefix is None else self._store.list_entries(
-            bucket.id, prefix, skip, limit, reverse=_flag(query.get("reverse")), with_values=with_values
+            bucket.id, prefix, skip, limit, reverse=_flag(query.get("reverse")), with_values=with_values, as_of=self._lagging_view()
         )
         return Response(200, render_listing(output_format, entries, with_values), _LIST_CONTENT_TYPES[output_format])
 

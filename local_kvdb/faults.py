@@ -1,5 +1,7 @@
-"""Fault injection: latency, 500s, 429s, writes committed whose response is never sent, and a request body
-limit (larger bodies get 413, as from a proxy in front of KvDB).
+"""Fault injection: latency, 500s, 429s, writes committed whose response is never sent, a request body
+limit (larger bodies get 413, as from a proxy in front of KvDB), and reads and listings that lag behind
+writes (read_lag_seconds: they show the bucket as it was that long ago, like an edge cache or an eventually
+consistent index; writes stay immediate and durable).
 
 Decisions are drawn per request from one lock-protected random.Random(seed), so a seeded run with
 the same request sequence fails the same way.
@@ -27,6 +29,7 @@ class FaultSettings:
     latency_ms: float = 0.0
     seed: int | None = None
     max_body_bytes: int | None = None  # None: no limit
+    read_lag_seconds: float = 0.0  # GETs of keys and listings show the bucket as it was this long ago
 
     def __post_init__(self):
         for name in ("error_500_rate", "error_429_rate", "drop_after_commit_rate"):
@@ -35,6 +38,8 @@ class FaultSettings:
                 raise ValueError(f"{name} must be a number between 0 and 1")
         if not _is_number(self.latency_ms) or self.latency_ms < 0:
             raise ValueError("latency_ms must be a non-negative number")
+        if not _is_number(self.read_lag_seconds) or self.read_lag_seconds < 0:
+            raise ValueError("read_lag_seconds must be a non-negative number")
         if not _is_int(self.retry_after_seconds) or self.retry_after_seconds < 0:
             raise ValueError("retry_after_seconds must be a non-negative integer")
         if self.seed is not None and not _is_int(self.seed):

@@ -1,0 +1,180 @@
+"""Finalizing a truncating stream: list its keys, tell what this sync wrote, delete what retention.py's rules do not keep.
+
+Fault model (KvDB promises no read-your-writes; kvdb.io caches at the edge): a listing page may show the
+bucket as it was up to L seconds earlier; a write is durable once KvDB answered 2xx. Every listing asks
+for a fresh answer (client.py sends `Cache-Control: no-cache`), but nothing here relies on getting one.
+
+What this sync wrote is never deleted, whatever a listing shows or omits:
+- Append and overwrite keys carry their sync's tag in the key itself, so a stale listing can only omit
+  keys (then left in place), never make a current key look old.
+- Dedup keys carry no tag; a truncating dedup stream writes a marker per key and generation. The keys
+  this process wrote are known locally (WrittenKeys) and kept whatever the markers listing shows.
+- What earlier attempts wrote was acknowledged before this process started. Before listing, finalization
+  writes a fence: two keys in the stream's listing (and two in its markers' listing), one sorting before
+  and one after every key the connector writes (`!` is below digits and `k`, `~` above), in one
+  transaction. A listing pass counts as evidence only if it shows both: a page holding a fence key was
+  answered from a view newer than the fence, so it shows every key and marker written before. Until a
+  pass shows them, it is repeated with backoff, for at most max_listing_lag_seconds; then the sync fails
+  with a transient error naming the stream, having deleted nothing at all.
+The fence keys are in a pass's first and last pages, so the evidence holds per page for listings of up
+to two pages (about 20,000 keys); a longer listing also assumes that its middle pages, requested after
+the first, are answered from views no older than the first page's (a lag that does not go back in
+time). Fences are neither tagged nor marked, so the rules delete them with the stale keys; a fence left
+by an interrupted attempt goes at the next finalization.
+
+Cost per finalized stream: 1 fence transaction, one listing pass (floor((keys + 1) / 9,999) + 1 pages; dedup: the
+markers too), and the delete transactions (up to 10,000 ops or max_request_bytes each); each pass
+repeated while listings lag.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+import uuid
+from typing import Optional
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb import keys
+from destination_kvdb.client import KvdbClient
+from destination_kvdb.retention import Retention
+from destination_kvdb.spill import SpilledKeys
+from destination_kvdb.transactions import MAX_OPS_PER_TXN, set_op
+
+logger = logging.getLogger("airbyte")
+
+# A fence is two keys under a listing's prefix: `!` sorts before and `~` after every key the connector writes.
+FENCE_MARKS = ("!fence.", "~fence.")
+FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
+RELIST_FIRST_DELAY_SECONDS = 0.25
+RELIST_MAX_DELAY_SECONDS = 15.0
+
+
+class WrittenKeys:
+    """The dedup keys this process wrote: finalization keeps them whatever a listing shows.
+
+    Appended to a temporary text file in batches (well under a microsecond per record on the record
+    path, where a sorted SQLite insert costs several; keys are printable ASCII, one per line), and
+    loaded into an indexed spill only at finalization.
+    """
+
+    BATCH = 10_000
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        self._file = tempfile.TemporaryFile("w+", encoding="ascii", prefix="destination-kvdb-")
+        self._lookup: Optional[SpilledKeys] = None
+
+    def add(self, key: str) -> None:
+        self._pending.append(key)
+        if len(self._pending) >= self.BATCH:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        self._file.write("".join(key + "\n" for key in self._pending))
+        self._pending.clear()
+
+    def __contains__(self, key: str) -> bool:
+        if self._lookup is None:
+            self._write_pending()
+            self._file.seek(0)
+            self._lookup = SpilledKeys(indexed=False)  # keys arrive in the source's order
+            self._lookup.add_all(line[:-1] for line in self._file)
+        return key in self._lookup
+
+    def close(self) -> None:
+        self._file.close()
+        if self._lookup is not None:
+            self._lookup.__exit__()
+
+
+class ListingLagged(Exception):
+    """No listing pass showed the fence within max_listing_lag_seconds."""
+
+
+class StreamFinalization:
+    """Removes what one stream's retention rules do not keep; run only once every record of this sync is stored."""
+
+    def __init__(self, client: KvdbClient, prefix: str, label: str, retention: Retention, max_listing_lag_seconds: float):
+        self.client = client
+        self.prefix = prefix
+        self.label = label
+        self.retention = retention
+        self.max_listing_lag_seconds = max_listing_lag_seconds
+        self._deadline = 0.0
+        self._token = ""  # names this run's fences
+
+    def run(self, written: Optional[WrittenKeys]) -> int:
+        """Delete the keys the rules do not keep; return how many were deleted.
+
+        written: the keys this process wrote in a dedup stream, kept too; None for append and overwrite streams.
+
+        Dedup keys carry no tag, so truncating dedup streams mark them per generation; the markers of
+        kept generations stay, so a later sync of the same generation keeps those keys too.
+        """
+        self._token = uuid.uuid4().hex[:16]
+        listed_prefixes = [self.prefix] if written is None else [self.prefix, keys.markers_prefix(self.prefix)]
+        fences = [fence for prefix in listed_prefixes for fence in self._fence(prefix)]
+        self.client.transact(set_op(fence, FENCE_VALUE) for fence in fences)
+        self._deadline = time.monotonic() + self.max_listing_lag_seconds
+        try:
+            with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
+                self._find_unkept(written, doomed, stale_markers)
+                # Stale markers go last: if this is interrupted, the next attempt still knows what to keep.
+                for spilled in (doomed, stale_markers):
+                    self.client.delete_keys(key for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk)
+                return len(doomed) - len(FENCE_MARKS)  # this run's fence is not data
+        except ListingLagged:
+            self.client.delete_keys(fences)  # nothing else was deleted: the bucket is as it was
+            message = (
+                f"stream '{self.label}': KvDB's key listing still did not show what was written before it after "
+                f"{self.max_listing_lag_seconds:g} s (max_listing_lag_seconds); nothing was deleted, the stream's "
+                f"earlier data stays until an attempt completes with listings that catch up"
+            )
+            raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error) from None
+
+    def _fence(self, prefix: str) -> list[str]:
+        return [prefix + mark + self._token for mark in FENCE_MARKS]
+
+    def _find_unkept(self, written: Optional[WrittenKeys], doomed: SpilledKeys, stale_markers: SpilledKeys) -> None:
+        """Fill doomed with the keys to delete and stale_markers with the markers of generations not kept."""
+        keeps = self.retention.keeps
+        if written is None:
+            with self._fresh_listing(self.prefix) as listed:
+                for chunk in listed.chunks(MAX_OPS_PER_TXN):
+                    doomed.add_all(key for key in chunk if not keeps(keys.append_key_tag(self.prefix, key)))
+            return
+        with SpilledKeys() as kept, self._fresh_listing(keys.markers_prefix(self.prefix)) as markers:
+            for chunk in markers.chunks(MAX_OPS_PER_TXN):
+                for marker in chunk:
+                    parsed = keys.parse_marker(self.prefix, marker)
+                    if parsed and keeps(keys.generation_tag(parsed[0])):
+                        kept.add(parsed[1])
+                    else:
+                        stale_markers.add(marker)
+            with self._fresh_listing(self.prefix) as listed:
+                for chunk in listed.chunks(MAX_OPS_PER_TXN):
+                    doomed.add_all(key for key in chunk if keys.marker_digest(key) not in kept and key not in written)
+
+    def _fresh_listing(self, prefix: str) -> SpilledKeys:
+        """Every key under prefix from a pass that shows both keys of its fence, listing again with backoff until one does."""
+        relists = 0
+        while True:
+            listed = SpilledKeys()
+            try:
+                listed.add_all(self.client.list_keys(prefix))
+                if all(fence in listed for fence in self._fence(prefix)):
+                    return listed
+            except BaseException:
+                listed.__exit__()
+                raise
+            listed.__exit__()
+            delay = min(RELIST_MAX_DELAY_SECONDS, RELIST_FIRST_DELAY_SECONDS * 2**relists)
+            if time.monotonic() + delay > self._deadline:
+                raise ListingLagged()
+            logger.info(f"stream '{self.label}': KvDB's listing lags behind the writes; listing again in {delay:g} s")
+            time.sleep(delay)
+            relists += 1
