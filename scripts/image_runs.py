@@ -12,7 +12,9 @@ Prints each command's time; exits 1 naming the first check that fails (scripts/i
 import argparse
 import base64
 import json
+import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -109,65 +111,103 @@ def in_order(values: list) -> list:
     return sorted(values, key=lambda value: json.dumps(value, sort_keys=True))
 
 
-def check_image(image: str, work: Path) -> None:
-    secret_key = f"image-secret-{secrets.token_hex(12)}"
+def write_config(work: Path, kvdb_url: str, secret_key: str) -> Path:
+    """config.json for the local KvDB in work/secrets, readable by the container's user (work stays private to root)."""
     secrets_dir = work / "secrets"
-    secrets_dir.mkdir(mode=0o755)  # readable by the container's user; work itself stays private to root
+    secrets_dir.mkdir(mode=0o755)
+    config = secrets_dir / "config.json"
+    config.write_text(json.dumps({"bucket_id": BUCKET_ID, "secret_key": secret_key, "base_url": kvdb_url}))
+    config.chmod(0o644)
+    return config
+
+
+def check_image(image: str, config: Path, kvdb_url: str, secret_key: str) -> None:
     outputs = []
-    with local_kvdb(secret_key) as kvdb_url:
-        config = secrets_dir / "config.json"
-        config.write_text(json.dumps({"bucket_id": BUCKET_ID, "secret_key": secret_key, "base_url": kvdb_url}))
-        config.chmod(0o644)
-        mounts = ("-v", f"{secrets_dir}:/secrets:ro", "-v", f"{SAMPLES}:/sample_files:ro")
+    mounts = ("-v", f"{config.parent}:/secrets:ro", "-v", f"{SAMPLES}:/sample_files:ro")
 
-        user, _ = podman_run("user", image, "-un", options=("--entrypoint", "id"))
-        expect(user.strip() == "airbyte", f"the container runs as {user.strip()!r}, not airbyte")
+    user, _ = podman_run("user", image, "-un", options=("--entrypoint", "id"))
+    expect(user.strip() == "airbyte", f"the container runs as {user.strip()!r}, not airbyte")
 
-        stdout, stderr = podman_run("spec", image, "spec")
-        outputs += [stdout, stderr]
-        (spec,) = of_type(protocol_messages("spec", stdout), "SPEC")
-        expected_spec = json.loads((REPO_ROOT / "destination_kvdb" / "spec.json").read_text())
-        expect(spec["spec"]["connectionSpecification"] == expected_spec["connectionSpecification"], "spec differs from spec.json")
+    stdout, stderr = podman_run("spec", image, "spec")
+    outputs += [stdout, stderr]
+    (spec,) = of_type(protocol_messages("spec", stdout), "SPEC")
+    expected_spec = json.loads((REPO_ROOT / "destination_kvdb" / "spec.json").read_text())
+    expect(spec["spec"]["connectionSpecification"] == expected_spec["connectionSpecification"], "spec differs from spec.json")
 
-        stdout, stderr = podman_run("check", image, "check", "--config", "/secrets/config.json", options=mounts)
-        outputs += [stdout, stderr]
-        (status,) = of_type(protocol_messages("check", stdout), "CONNECTION_STATUS")
-        expect(status["connectionStatus"]["status"] == "SUCCEEDED", f"check answered {status['connectionStatus']}")
+    stdout, stderr = podman_run("check", image, "check", "--config", "/secrets/config.json", options=mounts)
+    outputs += [stdout, stderr]
+    (status,) = of_type(protocol_messages("check", stdout), "CONNECTION_STATUS")
+    expect(status["connectionStatus"]["status"] == "SUCCEEDED", f"check answered {status['connectionStatus']}")
 
-        sample_input = (SAMPLES / "messages.jsonl").read_bytes()
-        stdout, stderr = podman_run(
-            "write", image, "write", "--config", "/secrets/config.json", "--catalog", "/sample_files/configured_catalog.json",
-            options=mounts, stdin=sample_input,
-        )
-        outputs += [stdout, stderr]
-        input_messages = [json.loads(line) for line in sample_input.splitlines()]
-        echoed = of_type(protocol_messages("write", stdout), "STATE")
-        sent = of_type(input_messages, "STATE")
-        without_stats = [{**message["state"], "destinationStats": None} for message in echoed]
-        expect(without_stats == [{**message["state"], "destinationStats": None} for message in sent], "write did not echo the input's states")
+    sample_input = (SAMPLES / "messages.jsonl").read_bytes()
+    stdout, stderr = podman_run(
+        "write", image, "write", "--config", "/secrets/config.json", "--catalog", "/sample_files/configured_catalog.json",
+        options=mounts, stdin=sample_input,
+    )
+    outputs += [stdout, stderr]
+    input_messages = [json.loads(line) for line in sample_input.splitlines()]
+    echoed = of_type(protocol_messages("write", stdout), "STATE")
+    sent = of_type(input_messages, "STATE")
+    without_stats = [{**message["state"], "destinationStats": None} for message in echoed]
+    expect(without_stats == [{**message["state"], "destinationStats": None} for message in sent], "write did not echo the input's states")
 
-        catalog = json.loads((SAMPLES / "configured_catalog.json").read_text())
-        read_back = 0
-        for stream, values in expected_values(input_messages, catalog).items():
-            stored = stored_values(kvdb_url, secret_key, f"{stream}__ab__")
-            expect(in_order(stored) == in_order(values), f"stream {stream}: {len(stored)} values stored, {len(values)} expected")
-            read_back += len(stored)
-        print(f"write: {len(echoed)} states echoed, {read_back} values read back as expected", flush=True)
+    catalog = json.loads((SAMPLES / "configured_catalog.json").read_text())
+    read_back = 0
+    for stream, values in expected_values(input_messages, catalog).items():
+        stored = stored_values(kvdb_url, secret_key, f"{stream}__ab__")
+        expect(in_order(stored) == in_order(values), f"stream {stream}: {len(stored)} values stored, {len(values)} expected")
+        read_back += len(stored)
+    print(f"write: {len(echoed)} states echoed, {read_back} values read back as expected", flush=True)
 
     expect(not any(secret_key in output for output in outputs), "the secret key appears in the image's output")
+
+
+def run_cdk_image_tests(image: str, config: Path, work: Path) -> int:
+    """airbyte-cdk's image tests (unit_tests/test_standard_suite.py, mark image_tests) against the built image.
+
+    `docker` is podman-docker's (a Docker client without an engine may come first on PATH). The scenario that needs
+    secrets/config.json gets the local KvDB's config there, unless a real one is present (it is left as it is). The
+    spec backward-compatibility test is left out: it downloads the published spec from connectors.airbyte.com, and
+    tests do not touch the internet."""
+    shims = work / "shims"
+    shims.mkdir()
+    (shims / "docker").symlink_to("/usr/bin/docker")
+    scenario_config = REPO_ROOT / "secrets" / "config.json"
+    placed = not scenario_config.exists()
+    made_directory = not scenario_config.parent.exists()
+    if placed:
+        scenario_config.parent.mkdir(exist_ok=True)
+        shutil.copyfile(config, scenario_config)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "airbyte_cdk.test.standard_tests.pytest_hooks", "-q", "-rs",
+             "unit_tests/test_standard_suite.py", "-m", "image_tests", "--connector-image", image,
+             "--deselect", "unit_tests/test_standard_suite.py::TestStandard::test_docker_image_spec_backward_compatibility"],
+            cwd=REPO_ROOT, env={**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"},
+        ).returncode
+    finally:
+        if placed:
+            scenario_config.unlink()
+        if made_directory:
+            scenario_config.parent.rmdir()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image", required=True)
+    parser.add_argument("--cdk-image-tests", action="store_true", help="then run airbyte-cdk's image tests against it")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as work:
+    secret_key = f"image-secret-{secrets.token_hex(12)}"
+    with tempfile.TemporaryDirectory() as work, local_kvdb(secret_key) as kvdb_url:
+        config = write_config(Path(work), kvdb_url, secret_key)
         try:
-            check_image(args.image, Path(work))
+            check_image(args.image, config, kvdb_url, secret_key)
         except CheckFailed as failure:
             print(f"image check failed: {failure}", file=sys.stderr)
             return 1
-    print("image check passed: spec, check and write in the image", flush=True)
+        print("image check passed: spec, check and write in the image", flush=True)
+        if args.cdk_image_tests:
+            return run_cdk_image_tests(args.image, config, Path(work))
     return 0
 
 
