@@ -1,5 +1,6 @@
-"""The connector as the Docker image builds it: only the files the Dockerfile COPYs (minus .dockerignore), installed
-with the Dockerfile's own `pip install` into a clean virtualenv, then run as the image's entrypoint runs it.
+"""The connector as the Docker image builds it: only the files the build stage COPYs (minus .dockerignore), installed
+with the Dockerfile's own `pip install`s (requirements.lock, then the package) into a clean virtualenv standing in for
+the /usr/local the final stage takes, then run as the image's ENTRYPOINT runs it, from an empty WORKDIR.
 
 No Docker engine is needed; what this catches is a file or dependency the image needs but does not get (a new module
 outside the copied paths, an import missing from setup.py's install_requires, spec.json left out of the package).
@@ -70,7 +71,7 @@ def parse_dockerfile(text: str) -> Dockerfile:
     assert len(stages) == 2, "expected a build stage and a final stage"
     build, final = stages
     assert build.copies and build.pip_installs, "the build stage has no COPY or no `pip install`"
-    assert final.copies_from_stages == [(["/usr/local"], "/usr/local")] and not (final.copies or final.pip_installs), (
+    assert final.copies_from_stages == [([IMAGE_PREFIX], IMAGE_PREFIX)] and not (final.copies or final.pip_installs), (
         "the final stage must take exactly the build stage's /usr/local"
     )
     assert final.entrypoint, "the final stage has no ENTRYPOINT in exec form"
@@ -147,19 +148,23 @@ class InstalledImage:
 
     def run(self, *args: str, stdin: bytes = b"") -> Run:
         """The ENTRYPOINT with ARGS from the WORKDIR, its /usr/local paths in the virtualenv, seeing only its install."""
-        command = [str(self.prefix / PurePosixPath(word).relative_to(IMAGE_PREFIX)) if word.startswith(f"{IMAGE_PREFIX}/") else word
-                   for word in self.entrypoint]
+        command = [self._in_prefix(word) for word in self.entrypoint]
         completed = subprocess.run(
-            [*command, *args], input=stdin, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env(), cwd=self.workdir,
+            [*command, *args], input=stdin, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env(), cwd=self.workdir
         )
         stdout, stderr = completed.stdout.decode(), completed.stderr.decode()
         harness.captured_output.extend([stdout, stderr])
         return Run(completed.returncode, stdout, stderr, harness.parse_output(stdout))
 
-    def pip(self, *args: str) -> subprocess.CompletedProcess:
+    def _in_prefix(self, word: str) -> str:
+        """A path under the image's /usr/local, as the same path in the virtualenv; other words as they are."""
+        path = PurePosixPath(word)
+        return str(self.prefix / path.relative_to(IMAGE_PREFIX)) if path.is_relative_to(IMAGE_PREFIX) else word
+
+    def pip(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(self.prefix / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args],
-            capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS, env=isolated_env(),
+            capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS, env=isolated_env(), cwd=cwd,
         )
 
 
@@ -175,16 +180,13 @@ def installed_image(tmp_path_factory):
         subprocess.run(
             [sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env()
         )
-        python = venv / "bin" / "python"
+        image = InstalledImage(venv, final_workdir, dockerfile.entrypoint)
         for pip_install_args in dockerfile.pip_installs:
             # The image's own pip arguments, but with the pip cache: the image drops it to stay small, a test wants speed.
             pip_args = [arg for arg in pip_install_args if arg != "--no-cache-dir"]
-            installed = subprocess.run(
-                [str(python), "-m", "pip", "install", "--disable-pip-version-check", *pip_args],
-                capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS, cwd=build_workdir, env=isolated_env(),
-            )
-            assert installed.returncode == 0, f"pip install {' '.join(pip_args)} failed:\n{installed.stdout[-3000:]}\n{installed.stderr[-3000:]}"
-        yield InstalledImage(venv, final_workdir, dockerfile.entrypoint)
+            installed = image.pip("install", *pip_args, cwd=build_workdir)
+            assert installed.returncode == 0, f"pip install {shlex.join(pip_args)} failed:\n{installed.stdout[-3000:]}\n{installed.stderr[-3000:]}"
+        yield image
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
