@@ -114,7 +114,8 @@ def in_order(values: list) -> list:
 def write_config(work: Path, kvdb_url: str, secret_key: str) -> Path:
     """config.json for the local KvDB in work/secrets, readable by the container's user (work stays private to root)."""
     secrets_dir = work / "secrets"
-    secrets_dir.mkdir(mode=0o755)
+    secrets_dir.mkdir()
+    secrets_dir.chmod(0o755)
     config = secrets_dir / "config.json"
     config.write_text(json.dumps({"bucket_id": BUCKET_ID, "secret_key": secret_key, "base_url": kvdb_url}))
     config.chmod(0o644)
