@@ -1,5 +1,6 @@
-"""The connector as the Docker image builds it: only the files the Dockerfile COPYs (minus .dockerignore), installed
-with the Dockerfile's own `pip install` into a clean virtualenv, then run as the image's entrypoint runs it.
+"""The connector as the Docker image builds it: only the files the build stage COPYs (minus .dockerignore), installed
+with the Dockerfile's own `pip install`s (requirements.lock, then the package) into a clean virtualenv standing in for
+the /usr/local the final stage takes, then run as the image's ENTRYPOINT runs it, from an empty WORKDIR.
 
 No Docker engine is needed; what this catches is a file or dependency the image needs but does not get (a new module
 outside the copied paths, an import missing from setup.py's install_requires, spec.json left out of the package).
@@ -13,7 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -24,34 +25,57 @@ from integration_tests.harness import Run, catalog, config_for, configured_strea
 
 INSTALL_TIMEOUT_SECONDS = 1200
 RUN_TIMEOUT_SECONDS = 120
+IMAGE_PREFIX = "/usr/local"  # where the image installs; the final stage copies it whole
 _LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
 
 
 @dataclass(frozen=True)
 class Dockerfile:
-    workdir: PurePosixPath
-    copies: list[tuple[list[str], str]]  # (sources in the build context, destination) per COPY
-    pip_install_args: list[str]
+    workdir: PurePosixPath  # the build stage's WORKDIR: where COPY puts the sources and pip runs
+    copies: list[tuple[list[str], str]]  # (sources in the build context, destination) per COPY of the build stage
+    pip_installs: list[list[str]]  # the arguments of each `pip install` of the build stage, in order
+    entrypoint: list[str]  # the final stage's ENTRYPOINT (exec form)
+
+
+@dataclass
+class _Stage:
+    workdir: PurePosixPath = PurePosixPath("/")
+    copies: list[tuple[list[str], str]] = field(default_factory=list)
+    copies_from_stages: list[tuple[list[str], str]] = field(default_factory=list)
+    pip_installs: list[list[str]] = field(default_factory=list)
+    entrypoint: list[str] = field(default_factory=list)
 
 
 def parse_dockerfile(text: str) -> Dockerfile:
-    """The WORKDIR, the COPY instructions and the arguments of the `pip install` RUN (continuation lines joined)."""
-    workdir, copies, pip_args = PurePosixPath("/"), [], None
+    """The build stage's WORKDIR, COPYs and `pip install`s, and the final stage's ENTRYPOINT (continuation lines
+    joined). The final stage must take the build stage's /usr/local whole: the virtualenv stands in for that prefix."""
+    stages: list[_Stage] = []
     for line in re.sub(r"\\\n", " ", text).splitlines():
         instruction, _, arguments = line.strip().partition(" ")
         instruction, arguments = instruction.upper(), arguments.strip()
-        if instruction == "WORKDIR":
-            workdir = workdir / arguments
+        if instruction == "FROM":
+            stages.append(_Stage())
+        elif not stages:  # ARG before the first FROM
+            continue
+        elif instruction == "WORKDIR":
+            stages[-1].workdir /= arguments
         elif instruction == "COPY":
             words = json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
-            assert not any(word.startswith("--from") for word in words), "COPY --from another stage is not reproduced here"
             *sources, destination = [word for word in words if not word.startswith("--")]
-            copies.append((sources, destination))
-        elif instruction == "RUN" and "pip install" in arguments:
-            assert pip_args is None, "more than one `pip install` RUN"
-            pip_args = shlex.split(re.search(r"pip install ([^&;|]*)", arguments).group(1))
-    assert copies and pip_args is not None, "the Dockerfile has no COPY or no `pip install` RUN"
-    return Dockerfile(workdir, copies, pip_args)
+            from_stage = any(word.startswith("--from") for word in words)
+            (stages[-1].copies_from_stages if from_stage else stages[-1].copies).append((sources, destination))
+        elif instruction == "RUN":
+            stages[-1].pip_installs += [shlex.split(args) for args in re.findall(r"pip install ([^&;|]*)", arguments)]
+        elif instruction == "ENTRYPOINT":
+            stages[-1].entrypoint = json.loads(arguments)
+    assert len(stages) == 2, "expected a build stage and a final stage"
+    build, final = stages
+    assert build.copies and build.pip_installs, "the build stage has no COPY or no `pip install`"
+    assert final.copies_from_stages == [([IMAGE_PREFIX], IMAGE_PREFIX)] and not (final.copies or final.pip_installs), (
+        "the final stage must take exactly the build stage's /usr/local"
+    )
+    assert final.entrypoint, "the final stage has no ENTRYPOINT in exec form"
+    return Dockerfile(build.workdir, build.copies, build.pip_installs, final.entrypoint)
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -118,18 +142,30 @@ def isolated_env() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class InstalledImage:
-    workdir: Path  # the image's WORKDIR: the copied files, main.py among them
-    python: Path  # the clean virtualenv's interpreter, standing in for the image's python
+    prefix: Path  # the clean virtualenv, standing in for the image's /usr/local
+    workdir: Path  # the final stage's WORKDIR: empty, as in the image
+    entrypoint: list[str]
 
     def run(self, *args: str, stdin: bytes = b"") -> Run:
-        """`python main.py ARGS` from the WORKDIR, as the image's ENTRYPOINT runs it, seeing only its own install."""
+        """The ENTRYPOINT with ARGS from the WORKDIR, its /usr/local paths in the virtualenv, seeing only its install."""
+        command = [self._in_prefix(word) for word in self.entrypoint]
         completed = subprocess.run(
-            [str(self.python), str(self.workdir / "main.py"), *args],
-            input=stdin, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env(), cwd=self.workdir,
+            [*command, *args], input=stdin, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env(), cwd=self.workdir
         )
         stdout, stderr = completed.stdout.decode(), completed.stderr.decode()
         harness.captured_output.extend([stdout, stderr])
         return Run(completed.returncode, stdout, stderr, harness.parse_output(stdout))
+
+    def _in_prefix(self, word: str) -> str:
+        """A path under the image's /usr/local, as the same path in the virtualenv; other words as they are."""
+        path = PurePosixPath(word)
+        return str(self.prefix / path.relative_to(IMAGE_PREFIX)) if path.is_relative_to(IMAGE_PREFIX) else word
+
+    def pip(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(self.prefix / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args],
+            capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS, env=isolated_env(), cwd=cwd,
+        )
 
 
 @pytest.fixture(scope="module")
@@ -137,23 +173,40 @@ def installed_image(tmp_path_factory):
     """Builds once per module; the copy and the virtualenv (a few hundred MB) are removed afterwards."""
     root = tmp_path_factory.mktemp("image")
     dockerfile = parse_dockerfile((harness.REPO_ROOT / "Dockerfile").read_text())
-    workdir, venv = root / "integration_code", root / "venv"
+    build_workdir, venv, final_workdir = root / "build", root / "venv", root / "integration_code"
     try:
-        copy_build_context(harness.REPO_ROOT, dockerfile, workdir)
+        copy_build_context(harness.REPO_ROOT, dockerfile, build_workdir)
+        final_workdir.mkdir()
         subprocess.run(
             [sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env()
         )
-        python = venv / "bin" / "python"
-        # The image's own pip arguments, but with the pip cache: the image drops it to stay small, a test wants speed.
-        pip_args = [arg for arg in dockerfile.pip_install_args if arg != "--no-cache-dir"]
-        installed = subprocess.run(
-            [str(python), "-m", "pip", "install", "--disable-pip-version-check", *pip_args],
-            capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS, cwd=workdir, env=isolated_env(),
-        )
-        assert installed.returncode == 0, f"pip install failed:\n{installed.stdout[-3000:]}\n{installed.stderr[-3000:]}"
-        yield InstalledImage(workdir, python)
+        image = InstalledImage(venv, final_workdir, dockerfile.entrypoint)
+        for pip_install_args in dockerfile.pip_installs:
+            # The image's own pip arguments, but with the pip cache: the image drops it to stay small, a test wants speed.
+            pip_args = [arg for arg in pip_install_args if arg != "--no-cache-dir"]
+            installed = image.pip("install", *pip_args, cwd=build_workdir)
+            assert installed.returncode == 0, f"pip install {shlex.join(pip_args)} failed:\n{installed.stdout[-3000:]}\n{installed.stderr[-3000:]}"
+        yield image
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_the_image_installs_only_the_locked_versions_and_they_satisfy_the_package(installed_image):
+    """Two builds a day apart get the same packages: everything installed besides pip and the connector itself is
+    pinned in requirements.lock (the Dockerfile installs it with --require-hashes), and the pins meet setup.py."""
+    lock_file = harness.REPO_ROOT / "requirements.lock"
+    assert lock_file.is_file(), "requirements.lock is missing: run bash scripts/lock.sh"
+    locked = set(re.findall(r"^([A-Za-z0-9._-]+==[^\s;\\]+)", lock_file.read_text(), re.MULTILINE))
+    frozen = installed_image.pip("freeze", "--all", "--exclude", "pip", "--exclude", "destination-kvdb")
+    installed = {_normalized(line) for line in frozen.stdout.splitlines()}
+    assert installed - {_normalized(pin) for pin in locked} == set()
+    checked = installed_image.pip("check")
+    assert checked.returncode == 0, checked.stdout
+
+
+def _normalized(pin: str) -> str:
+    name, _, version = pin.partition("==")
+    return f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}"
 
 
 def test_the_installed_image_prints_its_spec(installed_image):

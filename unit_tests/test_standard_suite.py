@@ -1,7 +1,8 @@
 """airbyte-cdk's standard connector tests, driven by acceptance-test-config.yml.
 
 Offline run: `python -m pytest unit_tests/test_standard_suite.py -m "not image_tests"`.
-The image tests need a Docker engine; scenarios whose config lives under secrets/ are
+The image tests need a `docker` command and a built image: `bash scripts/image.sh` runs them
+through podman against the image it builds. Scenarios whose config lives under secrets/ are
 skipped when that file is missing (they are also marked `requires_creds` by the CDK).
 """
 
