@@ -19,7 +19,7 @@ import orjson
 import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from destination_kvdb import keys
@@ -186,7 +186,15 @@ def stored_contents(server: LocalKvdbServer, bucket: KvdbBucket) -> tuple[Counte
 
 
 def cursors(states: list[dict]) -> list:
-    return [state["state"]["stream"]["stream_state"]["cursor"] for state in states]
+    """Each state's cursor, None for a state without one (a hostile line may be a bare `{"type":"STATE","state":{}}`)."""
+    return [_cursor(state) for state in states]
+
+
+def _cursor(state: dict):
+    found = state
+    for field in ("state", "stream", "stream_state", "cursor"):
+        found = found.get(field) if isinstance(found, dict) else None
+    return found
 
 
 def with_accepted(messages: list[dict], bad_at: int, line: bytes) -> list[dict]:
@@ -227,6 +235,7 @@ def check_outcome(server, bucket, messages: list[dict], bad_at: int, expectation
 
 @HYPOTHESIS
 @given(layout=layouts, hostile=hostile_lines, where=st.floats(0, 1))
+@example(layout=[[APPEND, DEDUP], [APPEND]], hostile=(line_of({"type": "STATE", "state": {}}), "either"), where=0.5)  # a state of no stream
 def test_one_hostile_line_never_crashes_the_writer_nor_acks_past_a_lost_record(server, layout, hostile, where):
     line, expectation = hostile
     messages = valid_messages(layout)
