@@ -34,6 +34,7 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.transactions import set_op
 from destination_kvdb.reader import LineBlocks, fd_chunks, line_chunks
@@ -51,7 +52,6 @@ CHECK_POLICY = RetryPolicy(
 )
 # Within those 25 s, how long the read-back and the listing may lag behind the probe's write.
 CHECK_LAG_WAIT_SECONDS = 10
-CHECK_RETRY_FIRST_DELAY_SECONDS = 0.25
 CHECK_RETRY_MAX_DELAY_SECONDS = 2.0
 
 
@@ -231,29 +231,17 @@ def _probe(client: KvdbClient) -> None:
     client.transact([set_op(key, value)])
     try:
         deadline = time.monotonic() + CHECK_LAG_WAIT_SECONDS
-        stored = _until_fresh(lambda: client.get(key), deadline)
+        stored = until_caught_up(lambda: client.get(key), deadline, CHECK_RETRY_MAX_DELAY_SECONDS)
         if stored is None:
             raise _unexpected(f"KvDB accepted a write but did not return the value on read-back (still 404 after {CHECK_LAG_WAIT_SECONDS} s)")
         if _json_or_none(stored) != value:
             raise _unexpected("KvDB accepted a write but did not return the value on read-back (it returned another value)")
-        if _until_fresh(lambda: next(client.list_keys(key), None), deadline) != key:
+        if until_caught_up(lambda: next(client.list_keys(key), None), deadline, CHECK_RETRY_MAX_DELAY_SECONDS) != key:
             raise _unexpected(f"KvDB accepted a write but did not list the key (listings still omitted it after {CHECK_LAG_WAIT_SECONDS} s)")
     except AirbyteTracedException:
         _delete_quietly(client, key)  # the first problem is the one to report
         raise
     client.delete_keys([key])
-
-
-def _until_fresh(fetch: Callable[[], Any], deadline: float) -> Any:
-    """fetch() until it returns something other than None (a lagging KvDB catching up) or the deadline comes."""
-    waits = 0
-    while (found := fetch()) is None:
-        delay = min(CHECK_RETRY_MAX_DELAY_SECONDS, CHECK_RETRY_FIRST_DELAY_SECONDS * 2**waits)
-        if time.monotonic() + delay > deadline:
-            return None
-        time.sleep(delay)
-        waits += 1
-    return found
 
 
 def _json_or_none(stored: bytes) -> Any:

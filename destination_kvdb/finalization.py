@@ -39,6 +39,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
+from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.client import KvdbClient
 from destination_kvdb.retention import Retention
 from destination_kvdb.spill import SpilledKeys
@@ -49,7 +50,6 @@ logger = logging.getLogger("airbyte")
 # A fence is two keys under a listing's prefix: `!` sorts before and `~` after every key the connector writes.
 FENCE_MARKS = ("!fence.", "~fence.")
 FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
-RELIST_FIRST_DELAY_SECONDS = 0.25
 RELIST_MAX_DELAY_SECONDS = 15.0
 
 
@@ -161,20 +161,25 @@ class StreamFinalization:
 
     def _fresh_listing(self, prefix: str) -> SpilledKeys:
         """Every key under prefix from a pass that shows both keys of its fence, listing again with backoff until one does."""
-        relists = 0
-        while True:
-            listed = SpilledKeys()
-            try:
-                listed.add_all(self.client.list_keys(prefix))
-                if all(fence in listed for fence in self._fence(prefix)):
-                    return listed
-            except BaseException:
-                listed.__exit__()
-                raise
+        listed = until_caught_up(
+            lambda: self._pass_showing_fence(prefix),
+            self._deadline,
+            RELIST_MAX_DELAY_SECONDS,
+            lambda delay: logger.info(f"stream '{self.label}': KvDB's listing lags behind the writes; listing again in {delay:g} s"),
+        )
+        if listed is None:
+            raise ListingLagged()
+        return listed
+
+    def _pass_showing_fence(self, prefix: str) -> Optional[SpilledKeys]:
+        """One listing pass of prefix, or None (the pass dropped) when it does not show both keys of its fence."""
+        listed = SpilledKeys()
+        try:
+            listed.add_all(self.client.list_keys(prefix))
+            if all(fence in listed for fence in self._fence(prefix)):
+                return listed
+        except BaseException:
             listed.__exit__()
-            delay = min(RELIST_MAX_DELAY_SECONDS, RELIST_FIRST_DELAY_SECONDS * 2**relists)
-            if time.monotonic() + delay > self._deadline:
-                raise ListingLagged()
-            logger.info(f"stream '{self.label}': KvDB's listing lags behind the writes; listing again in {delay:g} s")
-            time.sleep(delay)
-            relists += 1
+            raise
+        listed.__exit__()
+        return None
