@@ -23,8 +23,8 @@ time). Fences are neither tagged nor marked, so the rules delete them with the s
 by an interrupted attempt goes at the next finalization.
 
 Cost per finalized stream: 1 fence transaction, one listing pass (floor((keys + 1) / 9,999) + 1 pages; dedup: the
-markers too), and the delete transactions (up to 10,000 ops or max_request_bytes each); each pass
-repeated while listings lag.
+markers too), and the delete transactions of old keys, stale markers and fences together (up to 10,000 ops
+or max_request_bytes each); each pass repeated while listings lag.
 """
 
 from __future__ import annotations
@@ -123,9 +123,11 @@ class StreamFinalization:
         try:
             with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
                 self._find_unkept(written, doomed, stale_markers)
-                # Stale markers go last: if this is interrupted, the next attempt still knows what to keep.
-                for spilled in (doomed, stale_markers):
-                    self.client.delete_keys(key for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk)
+                # Stale markers go last (transactions apply in order, each whole): if this is interrupted, the next
+                # attempt still knows what to keep. One stream of deletes, so both share their last transaction.
+                self.client.delete_keys(
+                    key for spilled in (doomed, stale_markers) for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk
+                )
                 return len(doomed) - len(FENCE_MARKS)  # this run's fence is not data
         except ListingLagged:
             self.client.delete_keys(fences)  # nothing else was deleted: the bucket is as it was
