@@ -22,6 +22,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.adapters import HTTPAdapter
 
+from destination_kvdb.credentials import Credential
 from destination_kvdb.transactions import RequestLimit, TxnPacker, delete_op, split_txn
 
 logger = logging.getLogger("airbyte")
@@ -85,16 +86,16 @@ class RequestUsage:
 
 
 class _BearerAuth(requests.auth.AuthBase):
-    """Adds the secret as a Bearer header; its repr never shows the secret."""
+    """Adds the secret key or access token as a Bearer header (as KvDB documents for both); its repr never shows it."""
 
-    def __init__(self, secret: str):
-        if not _sendable_in_a_header(secret):
+    def __init__(self, credential: Credential):
+        if not _sendable_in_a_header(credential.secret):
             # Otherwise the first request fails with an error about encodings, or one quoting the header.
             raise AirbyteTracedException(
-                message="Invalid config: the secret key contains characters that cannot be sent in an HTTP header",
+                message=f"Invalid config: the {credential.name} contains characters that cannot be sent in an HTTP header",
                 failure_type=FailureType.config_error,
             )
-        self._secret = secret
+        self._secret = credential.secret
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers["Authorization"] = f"Bearer {self._secret}"
@@ -124,9 +125,9 @@ class KvdbSession(requests.Session):
 
     RETRYABLE_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
-    def __init__(self, base_url: str, secret_key: str, policy: RetryPolicy, pool_size: int):
+    def __init__(self, base_url: str, credential: Credential, policy: RetryPolicy, pool_size: int):
         super().__init__()
-        self.auth = _BearerAuth(secret_key)
+        self.auth = _BearerAuth(credential)
         self.headers["Accept"] = "application/json"
         # kvdb.io caches answers at the edge: ask every read and listing for a fresh one (a header, no extra request).
         self.headers["Cache-Control"] = "no-cache"
@@ -263,7 +264,7 @@ class KvdbClient:
         self,
         base_url: str,
         bucket_id: str,
-        secret_key: str,
+        credential: Credential | str,
         *,
         max_request_bytes: int = 1_048_576,
         pool_size: int = 4,
@@ -272,22 +273,23 @@ class KvdbClient:
         self.base_url = base_url.rstrip("/")
         self.bucket_id = bucket_id
         self.request_limit = RequestLimit(max_request_bytes)
-        self.session = KvdbSession(self.base_url, secret_key, policy, pool_size)
+        self.credential = credential if isinstance(credential, Credential) else Credential(credential)
+        self.session = KvdbSession(self.base_url, self.credential, policy, pool_size)
         self.usage = self.session.usage
         self._bucket_url = f"{self.base_url}/{quote(bucket_id, safe='')}"
 
     def close(self) -> None:
         self.session.close()
 
-    def _check(self, response: requests.Response, action: str) -> requests.Response:
+    def _check(self, response: requests.Response, action: str, permissions: tuple[str, ...]) -> requests.Response:
+        """The response if it succeeded; otherwise the error to raise (a 403 names the permissions the request needed)."""
         status = response.status_code
         if status < 400:
             return response
-        if status in (401, 403):
-            raise AirbyteTracedException(
-                message=f"KvDB refused to {action} ({status}): the secret key is wrong or lacks permission for this bucket",
-                failure_type=FailureType.config_error,
-            )
+        if status == 401:
+            raise self.credential.rejected(action)
+        if status == 403:
+            raise self.credential.refused(action, permissions)
         if status == 404:
             raise AirbyteTracedException(
                 message=f"KvDB bucket not found: '{self.bucket_id}' does not exist at {self.base_url}",
@@ -322,7 +324,8 @@ class KvdbClient:
             self.request_limit.lower_after_refusal(len(body), max(len(half) for half in halves))
             self._send_halves(halves)
             return
-        self._check(response, "apply a transaction")
+        permissions = ("write",) * (kind == "write") + ("delete",) * (b'{"delete":' in body)
+        self._check(response, "apply a transaction", permissions)
 
     def _send_halves(self, halves: tuple[bytes, bytes]) -> None:
         for half in halves:
@@ -339,11 +342,11 @@ class KvdbClient:
         response = self.session.request("GET", f"{self._bucket_url}/{quote(key, safe='')}", "read")
         if response.status_code == 404:
             return None
-        return self._check(response, "read a key").content
+        return self._check(response, "read a key", ("read",)).content
 
     def _list_page(self, prefix: str, skip: int, limit: int) -> list[str]:
         params = {"prefix": prefix, "skip": skip, "limit": limit, "format": "json", "values": "false"}
-        response = self._check(self.session.request("GET", self._bucket_url + "/", "list", params=params), "list keys")
+        response = self._check(self.session.request("GET", self._bucket_url + "/", "list", params=params), "list keys", ("enumerate",))
         return orjson.loads(response.content)
 
     def list_keys(self, prefix: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[str]:

@@ -12,8 +12,6 @@ import logging
 import queue
 import sys
 import threading
-import time
-import uuid
 from typing import Any, Callable, Iterable, Mapping
 
 import jsonschema
@@ -34,9 +32,9 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.client import KvdbClient, RetryPolicy
-from destination_kvdb.transactions import set_op
+from destination_kvdb.credentials import Credential
+from destination_kvdb.probe import probe
 from destination_kvdb.reader import LineBlocks, fd_chunks, line_chunks
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 
@@ -50,9 +48,6 @@ CHECK_POLICY = RetryPolicy(
     read_timeout_seconds=10,
     overall_limit_seconds=25,
 )
-# Within those 25 s, how long the read-back and the listing may lag behind the probe's write.
-CHECK_LAG_WAIT_SECONDS = 10
-CHECK_RETRY_MAX_DELAY_SECONDS = 2.0
 
 
 def print_line(line: bytes) -> None:
@@ -126,11 +121,11 @@ class DestinationKvdb(Destination):
         return AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
-        """Write, read back, list and delete a probe key; never raises, and never quotes the secret."""
+        """Try each permission a sync needs on a probe key (probe.py); never raises, and never quotes the secret."""
         try:
             client = _client(self._validated_config(config), CHECK_POLICY)
             try:
-                _probe(client)
+                probe(client)
             finally:
                 client.close()
         except AirbyteTracedException as error:
@@ -178,6 +173,7 @@ class DestinationKvdb(Destination):
                 oversized_records=config["oversized_records"],
                 include_airbyte_metadata=config["include_airbyte_metadata"],
                 max_listing_lag_seconds=config["max_listing_lag_seconds"],
+                key_prefix=config["key_prefix"],
             )
             KvdbWriter(catalog, client, emit, options).write(blocks)
         finally:
@@ -213,50 +209,8 @@ def _client(config: Mapping[str, Any], policy: RetryPolicy) -> KvdbClient:
     return KvdbClient(
         config["base_url"],
         config["bucket_id"],
-        config["secret_key"],
+        Credential.of(config),
         max_request_bytes=config["max_request_bytes"],
         pool_size=config["max_requests_in_flight"],
         policy=policy,
     )
-
-
-def _probe(client: KvdbClient) -> None:
-    """Write, read back, list and delete a unique key: what a sync needs, on a key no stream uses.
-
-    KvDB's reads and listings may lag behind writes, so the read-back and the listing are retried for
-    up to CHECK_LAG_WAIT_SECONDS before the check fails; the probe key is deleted in every case.
-    """
-    key = f"_airbyte_check_{uuid.uuid4().hex}"
-    value = {"written_by": "destination-kvdb check"}
-    client.transact([set_op(key, value)])
-    try:
-        deadline = time.monotonic() + CHECK_LAG_WAIT_SECONDS
-        stored = until_caught_up(lambda: client.get(key), deadline, CHECK_RETRY_MAX_DELAY_SECONDS)
-        if stored is None:
-            raise _unexpected(f"KvDB accepted a write but did not return the value on read-back (still 404 after {CHECK_LAG_WAIT_SECONDS} s)")
-        if _json_or_none(stored) != value:
-            raise _unexpected("KvDB accepted a write but did not return the value on read-back (it returned another value)")
-        if until_caught_up(lambda: next(client.list_keys(key), None), deadline, CHECK_RETRY_MAX_DELAY_SECONDS) != key:
-            raise _unexpected(f"KvDB accepted a write but did not list the key (listings still omitted it after {CHECK_LAG_WAIT_SECONDS} s)")
-    except AirbyteTracedException:
-        _delete_quietly(client, key)  # the first problem is the one to report
-        raise
-    client.delete_keys([key])
-
-
-def _json_or_none(stored: bytes) -> Any:
-    try:
-        return orjson.loads(stored)
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _delete_quietly(client: KvdbClient, key: str) -> None:
-    try:
-        client.delete_keys([key])
-    except AirbyteTracedException:
-        logger.info("could not delete the check's probe key; KvDB will expire it")
-
-
-def _unexpected(message: str) -> AirbyteTracedException:
-    return AirbyteTracedException(message=message, failure_type=FailureType.system_error)

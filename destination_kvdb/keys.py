@@ -2,12 +2,16 @@
 
 Layout (documented in README and docs/integrations/destinations/kvdb.md):
 
-    stream prefix   <name>__ab__                  stream without a namespace (0.1.x compatible)
-                    <namespace>__ns__<name>__ab__ namespaced stream
+    stream prefix   <key_prefix><name>__ab__                  stream without a namespace (0.1.x compatible)
+                    <key_prefix><namespace>__ns__<name>__ab__ namespaced stream
+    check's probe   <key_prefix>_airbyte_check_<32 hex digits>
     append/overwrite <prefix><13-digit epoch ms>.<tag>.<8 hex digits counter>
     append_dedup     <prefix>k.<pk value>[.<pk value>...]
     truncate marker  <prefix without "__ab__">__abg__<generation>.<hash of the live key>
 
+key_prefix (empty by default) is the config's: every key the connector writes, lists or deletes starts with
+it, so a prefix-scoped access token covers them all. It ends with '/' and is at most MAX_KEY_PREFIX_BYTES long;
+each name part gives up half its length (rounded up) so that keys stay as short as without it.
 A name part is used verbatim when it is "plain" (ASCII letters, digits, '.', '-', '_', without a
 double underscore or a trailing underscore); otherwise it is written as '~' plus percent-encoding.
 Plain parts never contain "__", so no stream's prefix can be the start of another stream's key.
@@ -28,6 +32,7 @@ from destination_kvdb import messages
 
 MAX_KEY_BYTES = 128
 MAX_NAME_PART_BYTES = 36
+MAX_KEY_PREFIX_BYTES = 32  # the spec's key_prefix pattern allows this many characters
 STREAM_SEPARATOR = "__ab__"
 NAMESPACE_SEPARATOR = "__ns__"
 MARKER_SEPARATOR = "__abg__"
@@ -51,22 +56,28 @@ def _is_plain(name: str) -> bool:
     return bool(_PLAIN_NAME.fullmatch(name)) and "__" not in name and not name.endswith("_")
 
 
-def encode_name_part(name: str) -> str:
-    """Encode a stream or namespace name so it cannot contain "__" and stays short."""
+def encode_name_part(name: str, max_bytes: int = MAX_NAME_PART_BYTES) -> str:
+    """Encode a stream or namespace name so it cannot contain "__" and stays within max_bytes."""
     encoded = name if _is_plain(name) else "~" + quote(name, safe=".-").replace("_", "%5F")
-    if len(encoded.encode("utf-8")) <= MAX_NAME_PART_BYTES:
+    if len(encoded.encode("utf-8")) <= max_bytes:
         return encoded
-    keep = MAX_NAME_PART_BYTES - HASH_CHARS - 1
+    keep = max_bytes - HASH_CHARS - 1
     start = _truncate_utf8(encoded, keep).rstrip("_")
     return f"{start}~{_digest(name)}"
 
 
-def stream_prefix(name: str, namespace: Optional[str] = None) -> str:
+def stream_prefix(name: str, namespace: Optional[str] = None, key_prefix: str = "") -> str:
     """Every key of the stream starts with this; an empty namespace counts as none."""
-    stem = encode_name_part(name)
+    part_bytes = MAX_NAME_PART_BYTES - (len(key_prefix) + 1) // 2
+    stem = encode_name_part(name, part_bytes)
     if namespace:
-        stem = encode_name_part(namespace) + NAMESPACE_SEPARATOR + stem
-    return stem + STREAM_SEPARATOR
+        stem = encode_name_part(namespace, part_bytes) + NAMESPACE_SEPARATOR + stem
+    return key_prefix + stem + STREAM_SEPARATOR
+
+
+def probe_key(key_prefix: str, token: str) -> str:
+    """check's probe: under key_prefix, outside every stream's keys."""
+    return f"{key_prefix}_airbyte_check_{token}"
 
 
 def markers_prefix(prefix: str) -> str:

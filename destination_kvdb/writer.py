@@ -48,6 +48,7 @@ class WriteOptions:
     oversized_records: str = "null_fields"
     include_airbyte_metadata: bool = False
     max_listing_lag_seconds: float = 300.0
+    key_prefix: str = ""
 
 
 class RejectedRecord(Exception):
@@ -85,7 +86,7 @@ class StreamSink:
         stream = configured.stream
         self.namespace = stream.namespace or None
         self.label = f"{self.namespace}.{stream.name}" if self.namespace else stream.name
-        self.prefix = keys.stream_prefix(stream.name, self.namespace)
+        self.prefix = keys.stream_prefix(stream.name, self.namespace, options.key_prefix)
         self.dedup = configured.destination_sync_mode == DestinationSyncMode.append_dedup
         self.primary_key = configured.primary_key or []
         if self.dedup and not self.primary_key:

@@ -1,0 +1,130 @@
+"""The credential the connector sends (the bucket's secret key, or an access token scoped to a key prefix) and
+what to tell the user when KvDB refuses it.
+
+An access token works only on keys starting with the prefix it was minted for, with the permissions it was
+minted with (read, write, enumerate, delete), until it expires. A sync needs write, enumerate and delete
+under key_prefix, never read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+import orjson
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+SYNC_PERMISSIONS = ("write", "enumerate", "delete")
+WHO_NEEDS = {
+    "write": "every sync needs it",
+    "enumerate": "overwrite syncs and truncating refreshes need it to find old keys",
+    "delete": "overwrite and deduped syncs need it",
+}
+
+
+class CredentialRejected(AirbyteTracedException):
+    """KvDB answered 401: the credential is wrong, expired, revoked or forged."""
+
+
+class PermissionRefused(AirbyteTracedException):
+    """KvDB answered 403 to a request needing `permissions` under the connector's key prefix."""
+
+    def __init__(self, message: str, permissions: tuple[str, ...]):
+        super().__init__(message=message, internal_message=message, failure_type=FailureType.config_error)
+        self.permissions = permissions
+
+
+@dataclass(frozen=True)
+class TokenScope:
+    """What a token says about itself: the prefix and permissions it was minted with."""
+
+    prefix: str
+    permissions: frozenset[str]
+
+
+def _config_error(message: str) -> AirbyteTracedException:
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+
+
+@dataclass(frozen=True)
+class Credential:
+    secret: str = field(repr=False)
+    is_token: bool = False
+    key_prefix: str = ""
+
+    @classmethod
+    def of(cls, config: Mapping[str, Any]) -> "Credential":
+        """The credential a validated config names; exactly one of secret_key and access_token."""
+        secret_key, token = config.get("secret_key"), config.get("access_token")
+        if secret_key and token:
+            raise _config_error(
+                "Invalid config: give either 'secret_key' or 'access_token', not both; remove 'secret_key' "
+                "(the access token is the narrower credential)"
+            )
+        if not secret_key and not token:
+            raise _config_error("Invalid config: 'secret_key' or 'access_token' is required (one of them, not both)")
+        return cls(token or secret_key, bool(token), config.get("key_prefix", ""))
+
+    @property
+    def name(self) -> str:
+        return "access token" if self.is_token else "secret key"
+
+    @property
+    def scope(self) -> Optional[TokenScope]:
+        """The token's own claims when it carries them readably (KvDB tokens are signed, not encrypted); else None."""
+        return _readable_scope(self.secret) if self.is_token else None
+
+    def mint_advice(self) -> str:
+        return f"mint a new one with prefix '{self.key_prefix}' and permissions {','.join(SYNC_PERMISSIONS)}"
+
+    def rejected(self, action: str) -> CredentialRejected:
+        if self.is_token:
+            message = f"KvDB rejected the access token (expired or invalid) when asked to {action}; {self.mint_advice()}"
+        else:
+            message = f"KvDB refused to {action} (401): the secret key is wrong or lacks permission for this bucket"
+        return CredentialRejected(message=message, internal_message=message, failure_type=FailureType.config_error)
+
+    def refused(self, action: str, permissions: tuple[str, ...]) -> PermissionRefused:
+        if not self.is_token:
+            return PermissionRefused(
+                f"KvDB refused to {action} (403): the secret key is wrong or lacks permission for this bucket", permissions
+            )
+        scope = self.scope
+        lacking = tuple(p for p in permissions if p not in scope.permissions) if scope else ()
+        named = " and ".join(lacking or permissions) if scope else " or ".join(permissions)
+        return PermissionRefused(
+            f"KvDB refused to {action} (403): {self.not_granted(named)}; {self.mint_advice()}", lacking or permissions
+        )
+
+    def not_granted(self, permissions: str) -> str:
+        """Why a token was refused: the permission, or (when the token does not say) its prefix."""
+        scope = self.scope
+        if scope is not None and not self.key_prefix.startswith(scope.prefix):
+            return self.prefix_mismatch()
+        unsure = "" if scope else f" (or its prefix does not cover '{self.key_prefix}')"
+        return f"the access token does not grant {permissions} under '{self.key_prefix}'{unsure}"
+
+    def prefix_mismatch(self) -> str:
+        scope = self.scope
+        return f"the access token's prefix '{scope.prefix}' does not cover key_prefix '{self.key_prefix}'"
+
+
+def _readable_scope(token: str) -> Optional[TokenScope]:
+    """The prefix and permissions from a token's JSON payload (a JWT's second part, or a first part that is JSON)."""
+    for part in token.split(".")[:2]:
+        try:
+            claims = orjson.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+        except (binascii.Error, ValueError):
+            continue
+        if not isinstance(claims, dict):
+            continue
+        prefix = claims.get("prefix", claims.get("p"))
+        permissions = claims.get("permissions", claims.get("perm"))
+        if isinstance(permissions, str):
+            permissions = permissions.split(",")
+        if isinstance(prefix, str) and isinstance(permissions, list):
+            return TokenScope(prefix, frozenset(str(permission).strip() for permission in permissions))
+    return None

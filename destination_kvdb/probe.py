@@ -1,0 +1,102 @@
+"""check's probe: does the credential allow, under key_prefix, exactly what a sync does (write, enumerate, delete)?
+
+Each permission is tried on one probe key under key_prefix, so a prefix-scoped token is judged where it will
+work: delete first (of the probe key before it exists, a no-op that still needs the permission), then a write
+of the probe key, a listing that shows it, and its deletion. Nothing is read back, so a token needs no read
+permission. The probe is written only once delete proved granted, so check leaves no key behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Callable
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb import keys
+from destination_kvdb.catch_up import until_caught_up
+from destination_kvdb.client import KvdbClient
+from destination_kvdb.credentials import SYNC_PERMISSIONS, WHO_NEEDS, PermissionRefused
+from destination_kvdb.transactions import set_op
+
+logger = logging.getLogger("airbyte")
+
+# Within check's 25 s, how long the listing may lag behind the probe's write.
+CHECK_LAG_WAIT_SECONDS = 10
+CHECK_RETRY_MAX_DELAY_SECONDS = 2.0
+PROBE_VALUE = {"written_by": "destination-kvdb check"}
+
+
+def probe(client: KvdbClient) -> None:
+    """Raise a config error naming every permission the credential lacks under key_prefix; leave no key behind."""
+    credential = client.credential
+    scope = credential.scope
+    if scope is not None and not credential.key_prefix.startswith(scope.prefix):
+        raise _config_error(f"{_capitalized(credential.prefix_mismatch())}; {credential.mint_advice()}")
+    refused = {permission for permission in SYNC_PERMISSIONS if scope is not None and permission not in scope.permissions}
+    key = keys.probe_key(credential.key_prefix, uuid.uuid4().hex)
+    if "delete" not in refused:
+        refused |= _refused(client, lambda: client.delete_keys([key]))
+    written = False
+    if not refused & {"write", "delete"}:
+        refused |= _refused(client, lambda: client.transact([set_op(key, PROBE_VALUE)]))
+        written = "write" not in refused
+    try:
+        if "enumerate" not in refused:
+            refused |= _refused(client, lambda: _list(client, key, written))
+    finally:
+        if written:
+            _delete_quietly(client, key)
+    if refused:
+        untried = "delete" in refused and scope is None and "write" not in refused
+        raise _config_error(_missing_message(client, [p for p in SYNC_PERMISSIONS if p in refused], untried))
+
+
+def _refused(client: KvdbClient, attempt: Callable[[], None]) -> set[str]:
+    """The permissions a token's 403 named; an empty set when the attempt succeeded. A secret key refused is simply
+    the wrong key: its error stands."""
+    try:
+        attempt()
+    except PermissionRefused as refusal:
+        if not client.credential.is_token:
+            raise
+        return set(refusal.permissions)
+    return set()
+
+
+def _list(client: KvdbClient, key: str, written: bool) -> None:
+    """List the probe key; when it was written, until a listing shows it (KvDB's listings may lag behind writes)."""
+    if not written:
+        next(client.list_keys(key), None)
+        return
+    deadline = time.monotonic() + CHECK_LAG_WAIT_SECONDS
+    if until_caught_up(lambda: next(client.list_keys(key), None), deadline, CHECK_RETRY_MAX_DELAY_SECONDS) != key:
+        raise AirbyteTracedException(
+            message=f"KvDB accepted a write but did not list the key (listings still omitted it after {CHECK_LAG_WAIT_SECONDS} s)",
+            failure_type=FailureType.system_error,
+        )
+
+
+def _missing_message(client: KvdbClient, missing: list[str], write_untried: bool) -> str:
+    credential = client.credential
+    reasons = "; ".join(f"{credential.not_granted(permission)}: {WHO_NEEDS[permission]}" for permission in missing)
+    untried = " (write was not tried: without delete, check could not remove its probe key)" if write_untried else ""
+    return f"{_capitalized(reasons)}{untried}; {credential.mint_advice()}"
+
+
+def _delete_quietly(client: KvdbClient, key: str) -> None:
+    try:
+        client.delete_keys([key])
+    except AirbyteTracedException:
+        logger.info("could not delete the check's probe key; KvDB will expire it")
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _config_error(message: str) -> AirbyteTracedException:
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
