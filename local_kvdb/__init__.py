@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from local_kvdb.api import KvdbApi
+from local_kvdb.auth import mint_token
 from local_kvdb.faults import FaultInjector
 from local_kvdb.ratelimit import FixedWindowRateLimiter
 from local_kvdb.server import KvdbHttpServer
@@ -154,6 +155,10 @@ class LocalKvdbServer:
         return self._running_store().create_bucket(
             bucket_id, secret_key=secret_key, write_key=write_key, read_key=read_key, signing_key=signing_key, default_ttl=default_ttl
         )
+
+    def mint_token(self, bucket_id: str, prefix: str, permissions: tuple[str, ...], ttl: int = 3600) -> str:
+        """An access token, as POST /BUCKET/tokens/ with the secret key mints it (the bucket needs a secret key)."""
+        return mint_token(self._running_store().get_bucket(bucket_id), prefix, frozenset(permissions), ttl, self._clock())
 
     def items(self, bucket_id: str, prefix: str = "") -> list[tuple[str, Any]]:
         """Live (key, value) pairs in key order; values as Python objects (text -> str, numbers, JSON documents)."""

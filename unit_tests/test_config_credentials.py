@@ -1,0 +1,124 @@
+"""secret_key or access_token (exactly one) and key_prefix: validated before any request, the token sent as a
+Bearer header and never quoted, and keys under key_prefix that still fit KvDB's 128 bytes."""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+import orjson
+import pytest
+from airbyte_cdk.models import Status
+
+from destination_kvdb import keys
+from destination_kvdb.credentials import Credential
+from destination_kvdb.destination import DestinationKvdb
+from destination_kvdb.finalization import FENCE_MARKS
+from unit_tests.test_check import CONFIG, PROBE_PREFIX, is_list
+
+TOKEN = "tok-" + "Q" * 40
+TOKEN_CONFIG = {"bucket_id": "bkt", "access_token": TOKEN, "key_prefix": "team1/", "base_url": "https://kvdb.test"}
+
+
+def check(config, caplog):
+    caplog.set_level(logging.DEBUG)
+    status = DestinationKvdb().check(logging.getLogger("airbyte"), config)
+    assert TOKEN not in caplog.text and TOKEN not in (status.message or "")
+    return status
+
+
+@pytest.mark.parametrize(
+    "credentials, expected",
+    [
+        ({}, "Invalid config: 'secret_key' or 'access_token' is required (one of them, not both)"),
+        ({"secret_key": "s3cr3t", "access_token": TOKEN}, "Invalid config: give either 'secret_key' or 'access_token', not both; remove 'secret_key'"),
+    ],
+    ids=["neither", "both"],
+)
+def test_exactly_one_credential_before_any_request(kvdb, clock, caplog, credentials, expected):
+    config = {"bucket_id": "bkt", "base_url": "https://kvdb.test", **credentials}
+
+    status = check(config, caplog)
+
+    assert status.status == Status.FAILED
+    assert status.message.startswith(expected)
+    assert "s3cr3t" not in status.message
+    assert kvdb.requests == []
+
+
+@pytest.mark.parametrize(
+    "key_prefix",
+    ["team1", "team 1/", 'team"1/', "team'1/", "team\\1/", "t" * 32 + "/", "tëam/", "team\n/"],
+    ids=["no slash", "space", "double quote", "quote", "backslash", "33 characters", "not ASCII", "control"],
+)
+def test_a_bad_key_prefix_is_refused_naming_the_rules(kvdb, clock, caplog, key_prefix):
+    status = check({**TOKEN_CONFIG, "key_prefix": key_prefix}, caplog)
+
+    assert status.status == Status.FAILED
+    assert status.message.startswith("Invalid config: 'key_prefix' must be empty, or at most 32 printable ASCII characters")
+    assert "ending with '/'" in status.message and "128 bytes" in status.message
+    assert kvdb.requests == []
+
+
+def test_the_token_goes_as_a_bearer_header_and_every_key_starts_with_key_prefix(kvdb, clock, caplog):
+    status = check(TOKEN_CONFIG, caplog)
+
+    assert status.status == Status.SUCCEEDED, status.message
+    assert {request.headers["Authorization"] for request in kvdb.requests} == {f"Bearer {TOKEN}"}
+    assert all(TOKEN not in request.url for request in kvdb.requests)
+    touched = [op.get("set", op.get("delete")) for r in kvdb.requests if r.method == "POST" for op in orjson.loads(r.body)["txn"]]
+    listed = [r.url for r in kvdb.requests if is_list(r)]
+    assert touched and all(key.startswith("team1/" + PROBE_PREFIX) for key in touched)
+    assert len(listed) == 1 and "prefix=team1%2F_airbyte_check_" in listed[0]
+    assert kvdb.store == {}
+
+
+def test_the_credential_never_shows_its_secret():
+    credential = Credential.of({"access_token": TOKEN, "key_prefix": "team1/"})
+
+    assert TOKEN not in repr(credential) and TOKEN not in str(credential)
+    assert TOKEN not in credential.rejected("list keys").message and TOKEN not in credential.refused("list keys", ("enumerate",)).message
+
+
+def _jwt(claims: dict) -> str:
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def test_a_jwt_shaped_token_tells_its_prefix_and_an_opaque_one_does_not():
+    readable = Credential.of({"access_token": _jwt({"prefix": "team2/", "permissions": "write,enumerate"}), "key_prefix": "team1/"})
+    opaque = Credential.of({"access_token": TOKEN, "key_prefix": "team1/"})
+
+    assert readable.refused("apply a transaction", ("write",)).message.startswith(
+        "KvDB refused to apply a transaction (403): the access token's prefix 'team2/' does not cover key_prefix 'team1/'"
+    )
+    assert "does not grant write or delete under 'team1/' (or its prefix does not cover 'team1/')" in opaque.refused(
+        "apply a transaction", ("write", "delete")
+    ).message
+
+
+LONGEST_NAME = "n" * 200
+LARGEST_ID = 2**63 - 1
+
+
+@pytest.mark.parametrize("key_prefix", ["", "a/", "t" * 31 + "/"])
+def test_keys_under_the_longest_key_prefix_stay_within_128_bytes(key_prefix):
+    prefix = keys.stream_prefix(LONGEST_NAME, "~" * 100, key_prefix)
+    written = [
+        keys.append_key(prefix, 9_999_999_999_999, keys.generation_tag(LARGEST_ID), 2**32 - 1),
+        keys.append_key(prefix, 9_999_999_999_999, keys.sync_tag(LARGEST_ID), 2**32 - 1),
+        keys.dedup_key(prefix, ["x" * 300]),
+        keys.marker_key(prefix, LARGEST_ID, "live"),
+        *(listed + mark + "f" * 16 for listed in (prefix, keys.markers_prefix(prefix)) for mark in FENCE_MARKS),
+        keys.probe_key(key_prefix, "f" * 32),
+    ]
+
+    assert all(key.startswith(key_prefix) and len(key.encode()) <= keys.MAX_KEY_BYTES for key in written), [len(k) for k in written]
+
+
+def test_an_empty_key_prefix_keeps_todays_layout():
+    assert keys.stream_prefix("users") == keys.stream_prefix("users", None, "") == "users__ab__"
+    assert keys.stream_prefix("users", "crm", "team1/") == "team1/crm__ns__users__ab__"
+    assert keys.stream_prefix(LONGEST_NAME, key_prefix="") == keys.stream_prefix(LONGEST_NAME)
