@@ -161,6 +161,12 @@ STREAM_KINDS = ("append", "dedup", "client_overwrite_gen", "client_overwrite_syn
 # since a lagged finalization waits until its listings catch up.
 LAGGED_JOB_SHARE = 0.1
 LAGS_SECONDS = (0.2, 0.3, 0.5)
+# Drawn from generators of their own too: a share of the connections keep their keys under a key_prefix, and a
+# share of the jobs send an access token minted for it (write, enumerate, delete) instead of the secret key.
+PREFIXED_CONNECTION_SHARE = 0.5
+KEY_PREFIX = "conn1/"
+TOKEN_JOB_SHARE = 0.4
+TOKEN_PERMISSIONS = ("write", "enumerate", "delete")
 FENCES = ("__ab__!fence.", "__ab__~fence.")  # a finalization's fence: left behind only by an attempt killed while finalizing
 
 
@@ -530,9 +536,9 @@ def check_echoes(result: AttemptResult) -> tuple[list[Line], list[str]]:
     return echoed, problems
 
 
-def stream_prefix(history: StreamHistory) -> str:
-    """The documented key layout for plain names: [<namespace>__ns__]<name>__ab__."""
-    return (f"{history.namespace}__ns__" if history.namespace else "") + f"{history.name}__ab__"
+def stream_prefix(history: StreamHistory, key_prefix: str = "") -> str:
+    """The documented key layout for plain names: <key_prefix>[<namespace>__ns__]<name>__ab__."""
+    return key_prefix + (f"{history.namespace}__ns__" if history.namespace else "") + f"{history.name}__ab__"
 
 
 def check_bucket(history: StreamHistory, items: list[tuple[str, object]]) -> list[str]:
@@ -696,6 +702,9 @@ class Simulator:
         self.seed = seed
         self.record_output = record_output
         self.read_lag_seconds = read_lag_seconds
+        self.key_prefix = KEY_PREFIX if random.Random(f"{seed}/key_prefix").random() < PREFIXED_CONNECTION_SHARE else ""
+        if self.key_prefix:
+            self.base_config = {**base_config, "key_prefix": self.key_prefix}
         rng = random.Random(seed)
         self.connection = Connection(rng, streams, records_per_job) if streams else Connection.random(rng, records_per_job)
         self.state_ids = itertools.count(1)
@@ -704,6 +713,7 @@ class Simulator:
     def run_job(self, actions: Optional[list[str]] = None, plans: Optional[list[AttemptPlan]] = None) -> bool:
         """One job of up to MAX_ATTEMPTS attempts (plans: scripted attempts, else random); True if an attempt succeeded."""
         job = self.connection.next_job(self.base_config, actions)
+        job.config = self._credentials(job)
         config_path = self.work_dir / f"config-{job.number}.json"
         catalog_path = self.work_dir / f"catalog-{job.number}.json"
         config_path.write_text(json.dumps(job.config))
@@ -723,6 +733,16 @@ class Simulator:
         rng = random.Random(f"{self.seed}/{job.number}/lag")
         return rng.choice(LAGS_SECONDS) if rng.random() < LAGGED_JOB_SHARE else 0.0
 
+    def _credentials(self, job: Job) -> dict:
+        """The job's config, with an access token for key_prefix instead of the secret key in a share of the jobs."""
+        if random.Random(f"{self.seed}/{job.number}/token").random() >= TOKEN_JOB_SHARE:
+            return job.config
+        from integration_tests.harness import SECRETS_IN_USE  # the test side's leak scan (the zygote never gets here)
+
+        token = self.server.mint_token(self.bucket_id, self.key_prefix, TOKEN_PERMISSIONS, ttl=86_400)
+        SECRETS_IN_USE.add(token)
+        return {**{name: value for name, value in job.config.items() if name != "secret_key"}, "access_token": token}
+
     def _attempts(self, job: Job, args: list[str], plans: Optional[list[AttemptPlan]], lag: float) -> bool:
         for attempt in range(1, (len(plans) if plans else MAX_ATTEMPTS) + 1):
             rng = random.Random(f"{self.seed}/{job.number}/{attempt}")
@@ -740,7 +760,8 @@ class Simulator:
             completed = update_model(job, result, echoed)
             problems += check_exit(job, result, completed)
             for stream in job.streams:
-                problems += check_bucket(stream.history, self.server.items(self.bucket_id, stream_prefix(stream.history)))
+                problems += check_bucket(stream.history, self.server.items(self.bucket_id, stream_prefix(stream.history, self.key_prefix)))
+            problems += [f"a key outside key_prefix {self.key_prefix!r}: {key}" for key, _ in self.server.items(self.bucket_id) if not key.startswith(self.key_prefix)]
             if problems:
                 raise SimulationFailure(self._report(job, attempt, plan, result, problems, lag))
             self._count(job, plan, result, completed, lag)
@@ -751,6 +772,8 @@ class Simulator:
     def _count(self, job: Job, plan: AttemptPlan, result: AttemptResult, completed: list[int], lag: float) -> None:
         self.events["attempts"] += 1
         self.events["attempts with lagging listings"] += lag > 0
+        self.events["attempts with an access token"] += "access_token" in job.config
+        self.events["attempts under a key_prefix"] += bool(self.key_prefix)
         self.events["killed"] += result.killed
         self.events["killed after a COMPLETE"] += result.killed and any(line.status for line in result.lines[: result.written])
         self.events["source failed"] += plan.source_fails_at is not None
@@ -771,7 +794,8 @@ class Simulator:
             f"seed {self.seed}, job {job.number}, attempt {attempt} ({plan}; exit code {result.exit_code}; "
             f"{result.written}/{len(result.lines)} lines written; {'GLOBAL' if job.global_states else 'STREAM'} states every "
             f"{job.checkpoint_every}; config delay {job.config['max_state_delay_seconds']} s, "
-            f"{job.config.get('max_request_bytes', 'default')} bytes; listings lag {lag} s)\n  streams: {streams}\n  "
+            f"{job.config.get('max_request_bytes', 'default')} bytes; listings lag {lag} s; key_prefix {self.key_prefix!r}, "
+            f"{'access token' if 'access_token' in job.config else 'secret key'})\n  streams: {streams}\n  "
             + "\n  ".join(problems[:10])
             + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
             + f"\n  rerun: PLATFORM_SIM_SEED={self.seed} pytest integration_tests/test_platform_sim.py -k random\n"

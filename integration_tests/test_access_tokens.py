@@ -16,6 +16,7 @@ from airbyte_cdk.models import Status
 from destination_kvdb.destination import DestinationKvdb
 from integration_tests.harness import (
     KvdbBucket,
+    captured_output,
     catalog,
     config_for,
     configured_stream,
@@ -27,6 +28,7 @@ from integration_tests.harness import (
     stream_state,
     stream_status,
 )
+from integration_tests.platform_sim import REPO_ROOT, Simulator, Zygote
 
 KEY_PREFIX = "team1/"
 SYNC = ("write", "enumerate", "delete")
@@ -242,3 +244,19 @@ def test_exactly_one_credential_is_a_config_error_otherwise(shared_bucket, tmp_p
 
     assert run.exit_code != 0 and not run.states
     assert [(error["failure_type"], expected in error["message"]) for error in run.errors] == [("config_error", True)]
+
+
+def test_the_platform_simulator_runs_jobs_with_a_token_under_a_key_prefix(kvdb_bucket, tmp_path):
+    """Seed 1 keeps its keys under a key_prefix and sends a token in jobs 1, 3 and 4; every attempt's invariants hold,
+    and no key lands outside the prefix."""
+    (tmp_path / "zygote").mkdir()
+    zygote = Zygote(tmp_path / "zygote", REPO_ROOT)
+    try:
+        sim = Simulator(zygote, kvdb_bucket.server, kvdb_bucket.bucket_id, config_for(kvdb_bucket, max_retry_seconds=10), tmp_path, 1, captured_output.append)
+        for _ in range(5):
+            sim.run_job()
+    finally:
+        zygote.close()
+
+    assert sim.key_prefix and sim.events["attempts under a key_prefix"] == sim.events["attempts"]
+    assert sim.events["attempts with an access token"] >= 3

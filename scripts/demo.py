@@ -20,6 +20,9 @@ sys.path.insert(0, str(REPO))
 
 from destination_kvdb.keys import STREAM_SEPARATOR  # noqa: E402
 from local_kvdb import LocalKvdbServer  # noqa: E402
+from scripts.mint_token import mint  # noqa: E402
+
+DEMO_KEY_PREFIX = "demo/"
 
 
 def connector(*args: str, stdin: bytes = b"") -> list[dict]:
@@ -41,6 +44,23 @@ def stored_keys_per_stream(server: LocalKvdbServer, config: dict) -> Counter:
     )
     response.raise_for_status()
     return Counter(key.split(STREAM_SEPARATOR)[0] for key in response.json() if STREAM_SEPARATOR in key)
+
+
+def sync_with_a_token(server: LocalKvdbServer, config: dict, config_path: Path) -> None:
+    """The least-privilege setup: a token minted for key_prefix (scripts/mint_token.py), no secret key in the config."""
+    token = mint(server.url, config["bucket_id"], config["secret_key"], DEMO_KEY_PREFIX)
+    token_config = {**{name: value for name, value in config.items() if name != "secret_key"}, "access_token": token, "key_prefix": DEMO_KEY_PREFIX}
+    config_path.write_text(json.dumps(token_config))
+    print(f"\nminted an access token for prefix {DEMO_KEY_PREFIX} (write, enumerate, delete); config without the secret key")
+    status = next(m for m in connector("check", "--config", str(config_path)) if m["type"] == "CONNECTION_STATUS")
+    print(f"check with the token: {status['connectionStatus']['status']}")
+    connector(
+        "write", "--config", str(config_path), "--catalog", str(SAMPLES / "configured_catalog.json"),
+        stdin=(SAMPLES / "messages.jsonl").read_bytes(),
+    )
+    print("keys stored per stream, now also under the prefix:")
+    for stream, count in sorted(stored_keys_per_stream(server, config).items()):
+        print(f"  {stream}: {count}")
 
 
 def main() -> None:
@@ -68,6 +88,7 @@ def main() -> None:
         print("\nkeys stored per stream:")
         for stream, count in sorted(stored_keys_per_stream(server, config).items()):
             print(f"  {stream}: {count}")
+        sync_with_a_token(server, config, config_path)
 
 
 if __name__ == "__main__":
