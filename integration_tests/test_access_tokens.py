@@ -260,3 +260,21 @@ def test_the_platform_simulator_runs_jobs_with_a_token_under_a_key_prefix(kvdb_b
 
     assert sim.key_prefix and sim.events["attempts under a key_prefix"] == sim.events["attempts"]
     assert sim.events["attempts with an access token"] >= 3
+
+
+def test_a_token_and_key_prefix_cost_no_extra_request(local_kvdb_factory, make_bucket, secrets_in_use, tmp_path):
+    """The same overwrite sync of 2,000 records in requests of at most 32 KB, with the secret key and with a token
+    under key_prefix: the same requests of each kind (the token adds a header, not a request)."""
+    messages = [record("users", {"id": i, "pad": "x" * 200}) for i in range(2000)] + [stream_state("users", 1), stream_status("users")]
+    requests_by_kind = {}
+    for credential in ("secret key", "token"):
+        bucket = make_bucket(local_kvdb_factory())
+        config = config_for(bucket) if credential == "secret key" else token_config(bucket, token_for(bucket, secrets_in_use))
+        (tmp_path / credential).mkdir()
+
+        run = run_write(tmp_path / credential, {**config, "max_request_bytes": 32768}, catalog(configured_stream("users", "overwrite", sync_id=1)), messages)
+
+        assert run.exit_code == 0, run.stderr[-2000:]
+        requests_by_kind[credential] = bucket.server.stats()["by_kind"]
+    assert requests_by_kind["token"] == requests_by_kind["secret key"]
+    assert requests_by_kind["token"]["txn"] >= 2000 * 200 // 32768

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import base64
 import logging
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
-from airbyte_cdk.models import Status
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, Status
 
 from destination_kvdb import keys
+from destination_kvdb.client import KvdbClient
 from destination_kvdb.credentials import Credential
 from destination_kvdb.destination import DestinationKvdb
 from destination_kvdb.finalization import FENCE_MARKS
-from unit_tests.test_check import CONFIG, PROBE_PREFIX, is_list
+from destination_kvdb.writer import KvdbWriter, WriteOptions
+from unit_tests.conftest import BASE_URL, BUCKET
+from unit_tests.test_check import PROBE_PREFIX, is_list
 
 TOKEN = "tok-" + "Q" * 40
 TOKEN_CONFIG = {"bucket_id": "bkt", "access_token": TOKEN, "key_prefix": "team1/", "base_url": "https://kvdb.test"}
@@ -122,3 +126,47 @@ def test_an_empty_key_prefix_keeps_todays_layout():
     assert keys.stream_prefix("users") == keys.stream_prefix("users", None, "") == "users__ab__"
     assert keys.stream_prefix("users", "crm", "team1/") == "team1/crm__ns__users__ab__"
     assert keys.stream_prefix(LONGEST_NAME, key_prefix="") == keys.stream_prefix(LONGEST_NAME)
+
+
+OTHER_KEYS = {"team1": 1, "team1x/users__ab__k.1": 2, "users__ab__k.1": 3, "team0/~": 4, "zzz": 5}
+
+
+def _line(message: dict) -> bytes:
+    return orjson.dumps(message) + b"\n"
+
+
+def _configured(name: str, mode: str, **extra) -> dict:
+    stream = {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]}
+    return {"stream": stream, "sync_mode": "incremental", "destination_sync_mode": mode, **extra}
+
+
+def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, clock):
+    """Overwrite, a truncating dedup refresh with CDC deletes and an append: every key set or deleted, and every
+    listing's prefix, starts with key_prefix; the bucket's other keys stay."""
+    kvdb.store.update(OTHER_KEYS)
+    streams = [
+        _configured("o", "overwrite", generation_id=2, minimum_generation_id=2, sync_id=7),
+        _configured("d", "append_dedup", primary_key=[["id"]], generation_id=2, minimum_generation_id=2, sync_id=7),
+        _configured("a", "append"),
+    ]
+    records = [{"type": "RECORD", "record": {"stream": name, "data": data, "emitted_at": 1}} for name, data in
+               [("o", {"id": 1}), ("d", {"id": 1}), ("d", {"id": 2, "_ab_cdc_deleted_at": "x"}), ("a", {"id": 1})]]
+    statuses = [
+        {"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": {"stream_descriptor": {"name": name}, "status": "COMPLETE"}}}
+        for name in "oda"
+    ]
+    client = KvdbClient(BASE_URL, BUCKET, Credential(TOKEN, True, "team1/"))
+    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load({"streams": streams}), client, lambda line: None, WriteOptions(key_prefix="team1/"))
+    try:
+        writer.write_lines(_line(message) for message in [*records, *statuses])
+    finally:
+        client.close()
+
+    touched = [op.get("set", op.get("delete")) for r in kvdb.requests if r.method == "POST" for op in orjson.loads(r.body)["txn"]]
+    listed = [parse_qs(urlsplit(r.url).query, keep_blank_values=True)["prefix"][0] for r in kvdb.requests if is_list(r)]
+    assert touched and all(key.startswith("team1/") for key in touched), touched
+    assert len(listed) == 3 and all(prefix.startswith("team1/") for prefix in listed), listed
+    assert {key: kvdb.store[key] for key in OTHER_KEYS} == OTHER_KEYS
+    ours = sorted(key for key in kvdb.store if key not in OTHER_KEYS)  # fences gone, the CDC-deleted id 2 too
+    assert [key.split("__")[0] for key in ours] == ["team1/a", "team1/d", "team1/d", "team1/o"], ours
+    assert "team1/d__ab__k.1" in ours
