@@ -52,8 +52,8 @@ def test_exactly_one_credential_before_any_request(kvdb, clock, caplog, credenti
 
 @pytest.mark.parametrize(
     "key_prefix",
-    ["team1", "team 1/", 'team"1/', "team'1/", "team\\1/", "t" * 32 + "/", "tëam/", "team\n/"],
-    ids=["no slash", "space", "double quote", "quote", "backslash", "33 characters", "not ASCII", "control"],
+    ["team1", "team 1/", 'team"1/', "team'1/", "team\\1/", "t" * keys.MAX_KEY_PREFIX_BYTES + "/", "tëam/", "team\n/"],
+    ids=["no slash", "space", "double quote", "quote", "backslash", "one too long", "not ASCII", "control"],
 )
 def test_a_bad_key_prefix_is_refused_naming_the_rules(kvdb, clock, caplog, key_prefix):
     status = check({**TOKEN_CONFIG, "key_prefix": key_prefix}, caplog)
@@ -62,6 +62,12 @@ def test_a_bad_key_prefix_is_refused_naming_the_rules(kvdb, clock, caplog, key_p
     assert status.message.startswith("Invalid config: 'key_prefix' must be empty, or at most 32 printable ASCII characters")
     assert "ending with '/'" in status.message and "128 bytes" in status.message
     assert kvdb.requests == []
+
+
+def test_the_longest_key_prefix_is_valid(kvdb, clock, caplog):
+    status = check({**TOKEN_CONFIG, "key_prefix": "t" * (keys.MAX_KEY_PREFIX_BYTES - 1) + "/"}, caplog)
+
+    assert status.status == Status.SUCCEEDED, status.message
 
 
 def test_the_token_goes_as_a_bearer_header_and_every_key_starts_with_key_prefix(kvdb, clock, caplog):
@@ -107,7 +113,7 @@ LONGEST_NAME = "n" * 200
 LARGEST_ID = 2**63 - 1
 
 
-@pytest.mark.parametrize("key_prefix", ["", "a/", "t" * 31 + "/"])
+@pytest.mark.parametrize("key_prefix", ["", "a/", "t" * (keys.MAX_KEY_PREFIX_BYTES - 1) + "/"])
 def test_keys_under_the_longest_key_prefix_stay_within_128_bytes(key_prefix):
     prefix = keys.stream_prefix(LONGEST_NAME, "~" * 100, key_prefix)
     written = [
