@@ -8,11 +8,15 @@ printed (the autouse scan covers every token registered in secrets_in_use).
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 import requests
 from airbyte_cdk.models import Status
 
+from destination_kvdb.credentials import Credential, TokenScope
 from destination_kvdb.destination import DestinationKvdb
 from integration_tests.harness import (
     KvdbBucket,
@@ -278,3 +282,18 @@ def test_a_token_and_key_prefix_cost_no_extra_request(local_kvdb_factory, make_b
         requests_by_kind[credential] = bucket.server.stats()["by_kind"]
     assert requests_by_kind["token"] == requests_by_kind["secret key"]
     assert requests_by_kind["token"]["txn"] >= 2000 * 200 // 32768
+
+
+def test_the_mint_script_makes_a_token_check_accepts(kvdb_bucket, secrets_in_use):
+    """scripts/mint_token.py, the documented curl command in Python, against the local server."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "mint_token.py"), kvdb_bucket.bucket_id, KEY_PREFIX, "--base-url", kvdb_bucket.server.url],
+        env={**os.environ, "KVDB_SECRET_KEY": kvdb_bucket.secret_key}, capture_output=True, timeout=60,
+    )
+    token = completed.stdout.decode().strip()
+    secrets_in_use.add(token)
+
+    assert completed.returncode == 0, completed.stderr.decode()[-500:]
+    assert kvdb_bucket.secret_key not in completed.stdout.decode() + completed.stderr.decode()
+    assert Credential(token, True, KEY_PREFIX).scope == TokenScope(KEY_PREFIX, frozenset(SYNC))
+    assert check(token_config(kvdb_bucket, token)).status == Status.SUCCEEDED
