@@ -761,7 +761,8 @@ class Simulator:
             problems += check_exit(job, result, completed)
             for stream in job.streams:
                 problems += check_bucket(stream.history, self.server.items(self.bucket_id, stream_prefix(stream.history, self.key_prefix)))
-            problems += [f"a key outside key_prefix {self.key_prefix!r}: {key}" for key, _ in self.server.items(self.bucket_id) if not key.startswith(self.key_prefix)]
+            outside = [key for key, _ in self.server.items(self.bucket_id) if not key.startswith(self.key_prefix)]
+            problems += [f"a key outside key_prefix {self.key_prefix!r}: {key}" for key in outside]
             if problems:
                 raise SimulationFailure(self._report(job, attempt, plan, result, problems, lag))
             self._count(job, plan, result, completed, lag)

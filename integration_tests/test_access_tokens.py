@@ -256,7 +256,8 @@ def test_the_platform_simulator_runs_jobs_with_a_token_under_a_key_prefix(kvdb_b
     (tmp_path / "zygote").mkdir()
     zygote = Zygote(tmp_path / "zygote", REPO_ROOT)
     try:
-        sim = Simulator(zygote, kvdb_bucket.server, kvdb_bucket.bucket_id, config_for(kvdb_bucket, max_retry_seconds=10), tmp_path, 1, captured_output.append)
+        config = config_for(kvdb_bucket, max_retry_seconds=10)
+        sim = Simulator(zygote, kvdb_bucket.server, kvdb_bucket.bucket_id, config, tmp_path, 1, captured_output.append)
         for _ in range(5):
             sim.run_job()
     finally:
@@ -269,14 +270,16 @@ def test_the_platform_simulator_runs_jobs_with_a_token_under_a_key_prefix(kvdb_b
 def test_a_token_and_key_prefix_cost_no_extra_request(local_kvdb_factory, make_bucket, secrets_in_use, tmp_path):
     """The same overwrite sync of 2,000 records in requests of at most 32 KB, with the secret key and with a token
     under key_prefix: the same requests of each kind (the token adds a header, not a request)."""
-    messages = [record("users", {"id": i, "pad": "x" * 200}) for i in range(2000)] + [stream_state("users", 1), stream_status("users")]
+    records = [record("users", {"id": i, "pad": "x" * 200}) for i in range(2000)]
+    messages = [*records, stream_state("users", 1), stream_status("users")]
     requests_by_kind = {}
     for credential in ("secret key", "token"):
         bucket = make_bucket(local_kvdb_factory())
         config = config_for(bucket) if credential == "secret key" else token_config(bucket, token_for(bucket, secrets_in_use))
         (tmp_path / credential).mkdir()
 
-        run = run_write(tmp_path / credential, {**config, "max_request_bytes": 32768}, catalog(configured_stream("users", "overwrite", sync_id=1)), messages)
+        configured = catalog(configured_stream("users", "overwrite", sync_id=1))
+        run = run_write(tmp_path / credential, {**config, "max_request_bytes": 32768}, configured, messages)
 
         assert run.exit_code == 0, run.stderr[-2000:]
         requests_by_kind[credential] = bucket.server.stats()["by_kind"]

@@ -35,7 +35,10 @@ def check(config, caplog):
     "credentials, expected",
     [
         ({}, "Invalid config: 'secret_key' or 'access_token' is required (one of them, not both)"),
-        ({"secret_key": "s3cr3t", "access_token": TOKEN}, "Invalid config: give either 'secret_key' or 'access_token', not both; remove 'secret_key'"),
+        (
+            {"secret_key": "s3cr3t", "access_token": TOKEN},
+            "Invalid config: give either 'secret_key' or 'access_token', not both; remove 'secret_key'",
+        ),
     ],
     ids=["neither", "both"],
 )
@@ -155,12 +158,10 @@ def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, cl
         _configured("d", "append_dedup", primary_key=[["id"]], generation_id=2, minimum_generation_id=2, sync_id=7),
         _configured("a", "append"),
     ]
-    records = [{"type": "RECORD", "record": {"stream": name, "data": data, "emitted_at": 1}} for name, data in
-               [("o", {"id": 1}), ("d", {"id": 1}), ("d", {"id": 2, "_ab_cdc_deleted_at": "x"}), ("a", {"id": 1})]]
-    statuses = [
-        {"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": {"stream_descriptor": {"name": name}, "status": "COMPLETE"}}}
-        for name in "oda"
-    ]
+    sent = [("o", {"id": 1}), ("d", {"id": 1}), ("d", {"id": 2, "_ab_cdc_deleted_at": "x"}), ("a", {"id": 1})]
+    records = [{"type": "RECORD", "record": {"stream": name, "data": data, "emitted_at": 1}} for name, data in sent]
+    completes = [{"stream_descriptor": {"name": name}, "status": "COMPLETE"} for name in "oda"]
+    statuses = [{"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": status}} for status in completes]
     client = KvdbClient(BASE_URL, BUCKET, Credential(TOKEN, True, "team1/"))
     writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load({"streams": streams}), client, lambda line: None, WriteOptions(key_prefix="team1/"))
     try:
