@@ -4,7 +4,7 @@ the /usr/local the final stage takes, then run as the image's ENTRYPOINT runs it
 
 No Docker engine is needed; what this catches is a file or dependency the image needs but does not get (a new module
 outside the copied paths, an import missing from setup.py's install_requires, spec.json left out of the package).
-It installs from the package index (about a minute with a warm pip cache).
+It installs from the package index (about a minute with a warm pip cache), so it is opt-in: `-m image_install`.
 """
 
 import json
@@ -25,6 +25,8 @@ from integration_tests.harness import Run, catalog, config_for, configured_strea
 
 INSTALL_TIMEOUT_SECONDS = 1200
 RUN_TIMEOUT_SECONDS = 120
+
+pytestmark = pytest.mark.image_install
 IMAGE_PREFIX = "/usr/local"  # where the image installs; the final stage copies it whole
 _LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
 
