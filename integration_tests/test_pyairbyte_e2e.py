@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests import harness
+from integration_tests.support.connector import RUN_TIMEOUT_SECONDS, captured_output, write_json
+from integration_tests.support.kvdb import config_for
 from integration_tests.e2e_support import (
     FAKER_STREAMS,
     assert_clean_run,
@@ -32,7 +33,6 @@ from integration_tests.e2e_support import (
     source_env,
     stored_by_stream,
 )
-from integration_tests.harness import config_for, write_json
 
 pytestmark = pytest.mark.pyairbyte
 
@@ -151,12 +151,12 @@ def test_pyairbyte_merge_twice_stores_each_id_once(tmp_path, kvdb_bucket, cache)
         completed = subprocess.run(
             [str(python), str(script), write_json(tmp_path / f"args{attempt}.json", args)],
             capture_output=True,
-            timeout=harness.RUN_TIMEOUT_SECONDS,
+            timeout=RUN_TIMEOUT_SECONDS,
             env=env,
             cwd=tmp_path,
         )
         stdout, stderr = completed.stdout.decode(errors="replace"), completed.stderr.decode(errors="replace")
-        harness.captured_output.extend([stdout, stderr])
+        captured_output.extend([stdout, stderr])
         if completed.returncode != 0:
             pytest.fail(f"sync {attempt} failed (exit {completed.returncode}):\n{stdout[-3000:]}\n{stderr[-6000:]}", pytrace=False)
         assert completed.returncode == 0, f"sync {attempt} failed:\n{stdout[-3000:]}\n{stderr[-5000:]}"

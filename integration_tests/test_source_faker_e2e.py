@@ -27,7 +27,8 @@ from integration_tests.e2e_support import (
     stored_by_stream,
     value_multiset,
 )
-from integration_tests.harness import config_for, write_json
+from integration_tests.support.connector import write_json
+from integration_tests.support.kvdb import config_for
 
 
 @pytest.fixture
