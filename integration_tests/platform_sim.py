@@ -15,13 +15,13 @@ import json
 import random
 import re
 import signal
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from integration_tests.support.connector import ConnectorProcess
 from integration_tests.support.zygote import ZYGOTE_TIMEOUT_SECONDS, Zygote
 
 # The source and the platform
@@ -329,32 +329,16 @@ class AttemptResult:
 
 def run_attempt(zygote: Zygote, args: list[str], lines: list[Line], kill_after: Optional[int]) -> AttemptResult:
     """Feed the lines to a fresh connector through its stdin pipe; SIGKILL it after kill_after lines if given."""
-    child = zygote.spawn(args)
-    output: dict[str, bytes] = {}
-    readers = [
-        threading.Thread(target=lambda: output.__setitem__("stdout", child.stdout.read()), daemon=True),
-        threading.Thread(target=lambda: output.__setitem__("stderr", child.stderr.read()), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
+    process = ConnectorProcess(args, forked_from=zygote)
     written = len(lines) if kill_after is None else kill_after
     try:
-        child.stdin.write(b"".join(line.raw + b"\n" for line in lines[:written]))
-        child.stdin.flush()
+        process.send(line.raw for line in lines[:written])
     except BrokenPipeError:
         pass  # it ended on its own; its exit code tells why
     if kill_after is not None:
-        child.kill()
-    try:
-        child.stdin.close()
-    except BrokenPipeError:
-        pass
-    exit_code = child.wait()
-    for reader in readers:
-        reader.join(ZYGOTE_TIMEOUT_SECONDS)
-    child.stdout.close()
-    child.stderr.close()
-    return AttemptResult(lines, written, exit_code, output["stdout"], output["stderr"])
+        process.send_signal(signal.SIGKILL)
+    run = process.finish(ZYGOTE_TIMEOUT_SECONDS, input_open=kill_after is not None)
+    return AttemptResult(lines, written, run.exit_code, process.stdout_bytes, process.stderr_bytes)
 
 
 def wait_until_server_idle(server, timeout: float = 30) -> None:

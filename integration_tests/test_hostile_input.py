@@ -27,7 +27,7 @@ from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 from integration_tests.support.connector import run_check, run_write
 from integration_tests.support.kvdb import KvdbBucket, config_for, new_secret
-from integration_tests.support.messages import catalog, configured_stream, record, state_cursors, stream_state
+from integration_tests.support.messages import canonical, catalog, configured_stream, record, state_cursors, stream_state
 from integration_tests.support.waiting import free_port
 from local_kvdb import LocalKvdbServer
 
@@ -176,14 +176,14 @@ def expected_contents(messages: list[dict]) -> tuple[Counter, dict]:
         if message.get("type") == "RECORD":
             data = message["record"]["data"]
             if message["record"]["stream"] == APPEND:
-                appended[orjson.dumps(data, option=orjson.OPT_SORT_KEYS)] += 1
+                appended[canonical(data)] += 1
             else:
                 deduped[keys.dedup_key(keys.stream_prefix(DEDUP), [str(data["id"])])] = data
     return appended, deduped
 
 
 def stored_contents(server: LocalKvdbServer, bucket: KvdbBucket) -> tuple[Counter, dict]:
-    appended = Counter(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for _, v in server.items(bucket.bucket_id, keys.stream_prefix(APPEND)))
+    appended = Counter(canonical(v) for _, v in server.items(bucket.bucket_id, keys.stream_prefix(APPEND)))
     return appended, dict(server.items(bucket.bucket_id, keys.stream_prefix(DEDUP)))
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.support.connector import Run, captured_output, run_write, write_json
+from integration_tests.platform_sim import AttemptPlan, Line, Simulator, StreamHistory, compact, run_attempt
+from integration_tests.support.connector import Run, captured_output, run_write, shared_zygote, write_json
 from integration_tests.support.kvdb import config_for, stored
 from integration_tests.support.messages import (
     catalog,
@@ -27,8 +28,7 @@ from integration_tests.support.messages import (
     stream_state,
     stream_status,
 )
-from integration_tests.support.zygote import REPO_ROOT, Zygote
-from integration_tests.platform_sim import AttemptPlan, Line, Simulator, StreamHistory, compact, run_attempt
+from integration_tests.support.zygote import Zygote
 
 JOBS_PER_HISTORY = 10
 SEEDS = [int(os.environ["PLATFORM_SIM_SEED"])] if "PLATFORM_SIM_SEED" in os.environ else range(
@@ -38,7 +38,11 @@ SEEDS = [int(os.environ["PLATFORM_SIM_SEED"])] if "PLATFORM_SIM_SEED" in os.envi
 
 @pytest.fixture(scope="module")
 def zygote(tmp_path_factory):
-    started = Zygote(tmp_path_factory.mktemp("zygote"), Path(os.environ.get("PLATFORM_SIM_CONNECTOR_ROOT", REPO_ROOT)))
+    """The test process's zygote, or one running another checkout's connector (PLATFORM_SIM_CONNECTOR_ROOT)."""
+    if "PLATFORM_SIM_CONNECTOR_ROOT" not in os.environ:
+        yield shared_zygote()
+        return
+    started = Zygote(tmp_path_factory.mktemp("zygote"), Path(os.environ["PLATFORM_SIM_CONNECTOR_ROOT"]))
     yield started
     started.close()
 

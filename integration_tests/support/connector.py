@@ -9,6 +9,7 @@ import atexit
 import json
 import os
 import queue
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,12 +30,14 @@ captured_output: list[str] = []
 _zygote: Optional[Zygote] = None
 
 
-def zygote() -> Zygote:
+def shared_zygote() -> Zygote:
     """This test process's zygote, started on first use and stopped when the process exits."""
     global _zygote
     if _zygote is None:
-        _zygote = Zygote(Path(tempfile.mkdtemp(prefix="kvdb-zygote-")))
-        atexit.register(_zygote.close)
+        work_dir = Path(tempfile.mkdtemp(prefix="kvdb-zygote-"))
+        _zygote = Zygote(work_dir)
+        atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+        atexit.register(_zygote.close)  # runs first
     return _zygote
 
 
@@ -94,9 +97,10 @@ class ConnectorProcess:
     Reader threads drain stdout and stderr so the connector never blocks on a full pipe.
     """
 
-    def __init__(self, args: list[str], recursion_limit: Optional[int] = None):
+    def __init__(self, args: list[str], recursion_limit: Optional[int] = None, forked_from: Optional[Zygote] = None):
+        """forked_from: another zygote than this test process's (e.g. one running another checkout's connector)."""
         if recursion_limit is None:
-            self.process = zygote().spawn(list(args))
+            self.process = (forked_from or shared_zygote()).spawn(list(args))
         else:
             env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
             self.process = subprocess.Popen(
@@ -200,9 +204,19 @@ class ConnectorProcess:
         self._close_stdin()
         for thread in self._readers + self._feeders:
             thread.join(timeout)
-        stdout, stderr = b"".join(self.stdout_lines).decode(), b"".join(self._stderr_chunks).decode(errors="replace")
+        stdout, stderr = self.stdout_bytes.decode(errors="replace"), self.stderr_bytes.decode(errors="replace")
         captured_output.extend([stdout, stderr])
-        return Run(exit_code, stdout, stderr, parse_output(stdout))
+        complete = stdout if exit_code >= 0 else stdout[: stdout.rfind("\n") + 1]  # a signal may cut the last line
+        return Run(exit_code, stdout, stderr, parse_output(complete))
+
+    @property
+    def stdout_bytes(self) -> bytes:
+        """Everything it printed on stdout so far, as printed (a killed process may leave a partial last line)."""
+        return b"".join(self.stdout_lines)
+
+    @property
+    def stderr_bytes(self) -> bytes:
+        return b"".join(self._stderr_chunks)
 
     def _close_stdin(self) -> None:
         try:
