@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import orjson
 import pytest
-from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st

@@ -1,5 +1,5 @@
 """The connector driven the way the Airbyte platform drives it: jobs of several attempts with a
-resumable source, source failures, SIGKILLs, refreshes and overwrite syncs (see platform_sim.py).
+resumable source, source failures, SIGKILLs, refreshes and overwrite syncs (see support/platform_sim.py).
 
 After every attempt the bucket must agree with what the source sent and the connector echoed:
 nothing acknowledged is lost, completed truncations leave only the current sync's records,
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests.platform_sim import AttemptPlan, Line, Simulator, StreamHistory, compact, run_attempt
 from integration_tests.support.connector import Run, captured_output, run_write, shared_zygote, write_json
 from integration_tests.support.kvdb import config_for, stored
 from integration_tests.support.messages import (
@@ -28,6 +27,7 @@ from integration_tests.support.messages import (
     stream_state,
     stream_status,
 )
+from integration_tests.support.platform_sim import AttemptPlan, Line, Simulator, StreamHistory, compact, run_attempt
 from integration_tests.support.zygote import Zygote
 
 JOBS_PER_HISTORY = 10

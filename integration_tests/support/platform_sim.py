@@ -1,11 +1,11 @@
 """A platform simulator: jobs of several attempts, a resumable source, kills, and invariants after every attempt.
 
-It drives the real connector (`main.py write`, stdin/stdout pipes) the way the Airbyte platform does
-(see /work/shared/platform-behaviour.md): every attempt of a job is a fresh process with the same
+It drives the real connector (`main.py write`, stdin/stdout pipes) the way the Airbyte platform does:
+every attempt of a job is a fresh process with the same
 catalog; the source resumes from the last state the connector echoed; after a source that succeeded
 the platform sends STREAM_STATUS COMPLETE for every catalog stream, after one that failed nothing.
 
-Attempts are forked from a zygote (support/zygote.py), so each is a real process without the import cost.
+Attempts are forked from a zygote (zygote.py), so each is a real process without the import cost.
 """
 
 from __future__ import annotations
