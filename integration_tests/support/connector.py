@@ -123,10 +123,6 @@ class ConnectorProcess:
         """`write` with this config and catalog (written to files under tmp_path)."""
         return cls(write_args(tmp_path, config, configured_catalog), recursion_limit)
 
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
     def _read_stdout(self) -> None:
         for line in iter(self.process.stdout.readline, b""):
             self.stdout_lines.append(line)
