@@ -13,6 +13,7 @@ TEST_REQUIREMENTS = [
     "pytest>=8,<9",
     "pytest-mock>=3.12,<4",
     "hypothesis>=6.100,<7",
+    "pytest-xdist>=3.5,<4",
 ]
 
 setup(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from integration_tests import harness
-from integration_tests.harness import SECRETS_IN_USE, KvdbBucket, new_secret
+from integration_tests.support.connector import captured_output
+from integration_tests.support.kvdb import SECRETS_IN_USE, KvdbBucket, new_secret
 from local_kvdb import LocalKvdbServer
 
 
@@ -58,19 +58,19 @@ _OUTPUT_FIXTURES = ("capsys", "capfd", "capsysbinary", "capfdbinary")
 
 @pytest.fixture(autouse=True)
 def no_secret_in_output(request, caplog):
-    """After each test: the connector's output (harness.captured_output), logs and captured stdout/stderr hold no secret."""
-    harness.captured_output.clear()
+    """After each test: the connector's output (captured_output), logs and captured stdout/stderr hold no secret."""
+    captured_output.clear()
     requested = [name for name in _OUTPUT_FIXTURES if name in request.fixturenames]
     capture = request.getfixturevalue(requested[0] if requested else "capfd")
     yield
     out, err = capture.readouterr()
     texts = {
-        "connector output (harness.captured_output)": "\n".join(harness.captured_output),
+        "connector output (captured_output)": "\n".join(captured_output),
         "log records (caplog)": caplog.text,
         "captured stdout": out if isinstance(out, str) else out.decode(errors="replace"),
         "captured stderr": err if isinstance(err, str) else err.decode(errors="replace"),
     }
-    harness.captured_output.clear()
+    captured_output.clear()
     leaks = [f"{where} contains secret {secret[:16]}..." for where, text in texts.items() for secret in SECRETS_IN_USE if secret in text]
     if leaks:
         pytest.fail("secret leaked: " + "; ".join(leaks), pytrace=False)

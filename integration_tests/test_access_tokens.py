@@ -18,21 +18,12 @@ from airbyte_cdk.models import Status
 
 from destination_kvdb.credentials import Credential, TokenScope
 from destination_kvdb.destination import DestinationKvdb
-from integration_tests.harness import (
-    KvdbBucket,
-    captured_output,
-    catalog,
-    config_for,
-    configured_stream,
-    new_secret,
-    record,
-    run_check,
-    run_write,
-    stored,
-    stream_state,
-    stream_status,
-)
-from integration_tests.platform_sim import REPO_ROOT, Simulator, Zygote
+from integration_tests.support.clock import FakeClock
+from integration_tests.support.connector import captured_output, run_check, run_write, shared_zygote
+from integration_tests.support.kvdb import KvdbBucket, config_for, new_secret, stored
+from integration_tests.support.messages import catalog, configured_stream, record, stream_state, stream_status
+from integration_tests.support.platform_sim import Simulator
+from integration_tests.support.zygote import REPO_ROOT
 
 KEY_PREFIX = "team1/"
 SYNC = ("write", "enumerate", "delete")
@@ -49,19 +40,9 @@ OTHER_KEYS = {
 }
 
 
-class FakeClock:
-    """The local server's clock, moved by hand: tokens expire when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(now=1_800_000_000.0)
 
 
 @pytest.fixture
@@ -253,15 +234,10 @@ def test_exactly_one_credential_is_a_config_error_otherwise(shared_bucket, tmp_p
 def test_the_platform_simulator_runs_jobs_with_a_token_under_a_key_prefix(kvdb_bucket, tmp_path):
     """Seed 1 keeps its keys under a key_prefix and sends a token in jobs 1, 3 and 4; every attempt's invariants hold,
     and no key lands outside the prefix."""
-    (tmp_path / "zygote").mkdir()
-    zygote = Zygote(tmp_path / "zygote", REPO_ROOT)
-    try:
-        config = config_for(kvdb_bucket, max_retry_seconds=10)
-        sim = Simulator(zygote, kvdb_bucket.server, kvdb_bucket.bucket_id, config, tmp_path, 1, captured_output.append)
-        for _ in range(5):
-            sim.run_job()
-    finally:
-        zygote.close()
+    config = config_for(kvdb_bucket, max_retry_seconds=10)
+    sim = Simulator(shared_zygote(), kvdb_bucket.server, kvdb_bucket.bucket_id, config, tmp_path, 1, captured_output.append)
+    for _ in range(5):
+        sim.run_job()
 
     assert sim.key_prefix and sim.events["attempts under a key_prefix"] == sim.events["attempts"]
     assert sim.events["attempts with an access token"] >= 3

@@ -5,18 +5,9 @@ quoting it), everything before the bad line stored and acknowledged, nothing aft
 import json
 
 import pytest
-from integration_tests.harness import (
-    LiveWrite,
-    catalog,
-    config_for,
-    configured_stream,
-    global_state,
-    record,
-    run_write,
-    stored,
-    stored_values,
-    stream_state,
-)
+from integration_tests.support.connector import ConnectorProcess, run_write
+from integration_tests.support.kvdb import config_for, stored, stored_values
+from integration_tests.support.messages import catalog, configured_stream, global_state, record, stream_state
 
 CONTENT = "PRIVATE-ROW-CONTENT-7f3a"  # in every bad line; must never show up in the output
 STREAMS = catalog(configured_stream("users"), configured_stream("accounts", "append_dedup", primary_key=[["id"]]))
@@ -119,7 +110,7 @@ def test_wrong_secret_is_a_config_error_without_states_and_without_the_secret(tm
 
 def test_a_failure_while_the_input_is_still_open_exits_1_with_the_error(tmp_path, kvdb_bucket):
     """Inside Airbyte the source keeps stdin open after the destination failed: the exit is still a plain 1."""
-    live = LiveWrite(tmp_path, config_for(kvdb_bucket), STREAMS)
+    live = ConnectorProcess.write(tmp_path, config_for(kvdb_bucket), STREAMS)
     try:
         live.send(BEFORE + [record("ghosts", {"n": CONTENT})])
         run = live.finish(input_open=True)

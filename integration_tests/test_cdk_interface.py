@@ -3,7 +3,8 @@
 from airbyte_cdk.models import AirbyteMessageSerializer, ConfiguredAirbyteCatalogSerializer, Type
 
 from destination_kvdb import DestinationKvdb
-from integration_tests.harness import catalog, config_for, configured_stream, record, stream_state
+from integration_tests.support.kvdb import config_for
+from integration_tests.support.messages import catalog, configured_stream, record, stream_state
 
 
 def test_write_yields_each_state_after_its_records_are_stored(kvdb_bucket):

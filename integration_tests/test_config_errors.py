@@ -5,7 +5,9 @@
 
 import pytest
 
-from integration_tests.harness import catalog, config_for, configured_stream, run_connector, write_json
+from integration_tests.support.connector import run_connector, write_json
+from integration_tests.support.kvdb import config_for
+from integration_tests.support.messages import catalog, configured_stream
 
 STREAMS = catalog(configured_stream("users"))
 VALUE = "PRIVATE-VALUE-5e1b"  # in every config below; must never show up in the output

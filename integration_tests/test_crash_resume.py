@@ -8,30 +8,23 @@ state being echoed), and must lose nothing.
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import threading
 import time
 from collections import Counter
 
-import orjson
 import pytest
 
 from destination_kvdb import keys
-from integration_tests.harness import (
-    REPO_ROOT,
-    captured_output,
+from integration_tests.support.connector import ConnectorProcess, run_write, write_args
+from integration_tests.support.kvdb import config_for
+from integration_tests.support.messages import (
+    canonical,
     catalog,
-    config_for,
     configured_stream,
-    connector_command,
-    connector_env,
     encode_lines,
     record,
-    run_write,
+    state_cursors,
     stream_state,
-    write_json,
 )
 
 CHUNKS = 80
@@ -53,59 +46,19 @@ def source_messages(mode: str) -> list[tuple[int, list[dict]]]:
     return chunks
 
 
-def canonical(value) -> bytes:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-
-
 def run_until_killed(tmp_path, config: dict, configured_catalog: dict, stdin: bytes, min_states: int) -> list[int]:
     """Runs write, SIGKILLs it once `min_states` states were echoed; returns the cursors of all states it echoed."""
-    args = ["write", "--config", write_json(tmp_path / "config-1.json", config), "--catalog", write_json(tmp_path / "catalog.json", configured_catalog)]
-    process = subprocess.Popen(
-        connector_command(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=connector_env(), cwd=REPO_ROOT
-    )
-    out_lines: list[bytes] = []
-    err_chunks: list[bytes] = []
-    enough_states = threading.Event()
-
-    def read_stdout() -> None:
-        states = 0
-        for line in iter(process.stdout.readline, b""):
-            out_lines.append(line)
-            if line.startswith(b'{"type":"STATE"'):
-                states += 1
-                if states >= min_states:
-                    enough_states.set()
-        enough_states.set()  # EOF: the process ended on its own
-
-    def feed() -> None:
-        try:
-            process.stdin.write(stdin)
-            process.stdin.close()
-        except (BrokenPipeError, ValueError):
-            pass  # killed while we were still feeding it: expected
-
-    threads = [
-        threading.Thread(target=read_stdout, daemon=True),
-        threading.Thread(target=lambda: err_chunks.append(process.stderr.read()), daemon=True),
-        threading.Thread(target=feed, daemon=True),
-    ]
-    for thread in threads:
-        thread.start()
+    process = ConnectorProcess(write_args(tmp_path, config, configured_catalog))
     try:
-        assert enough_states.wait(60), "no states echoed within 60 s"
+        process.feed(stdin)
+        for _ in range(min_states):
+            process.next_message("STATE", timeout=60)
         assert process.poll() is None, "the connector finished before it could be killed: make the input longer"
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(10) == -signal.SIGKILL
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(10)
-        for thread in threads:
-            thread.join(10)
-    stdout, stderr = b"".join(out_lines).decode(), b"".join(err_chunks).decode(errors="replace")
-    captured_output.extend([stdout, stderr])
-    messages = [json.loads(line) for line in stdout.splitlines() if line.strip()]  # killed between lines, never mid-line
-    return [m["state"]["stream"]["stream_state"]["cursor"] for m in messages if m["type"] == "STATE"]
+        process.send_signal(signal.SIGKILL)
+    run = process.finish(timeout=30, input_open=True)
+    assert run.exit_code == -signal.SIGKILL
+    return state_cursors(run.states)  # killed between lines, never mid-line
 
 
 def settled_items(server, bucket_id: str, quiet_seconds: float = 0.5, timeout: float = 15) -> list:

@@ -9,8 +9,9 @@ import msgspec
 import pytest
 import requests
 
-from integration_tests.harness import catalog, config_for, configured_stream, record, run_write, stored_values
-from integration_tests.test_write_modes import assert_failed, assert_succeeded
+from integration_tests.support.connector import assert_failed, assert_succeeded, run_write
+from integration_tests.support.kvdb import config_for, stored_values
+from integration_tests.support.messages import catalog, configured_stream, record
 
 EXACT_DATA = [
     b'{"amount":12345678901234567890.123456789}',

@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import orjson
 import pytest
-from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -25,10 +25,12 @@ from hypothesis import strategies as st
 from destination_kvdb import keys
 from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.writer import KvdbWriter, WriteOptions
-from integration_tests.harness import catalog, config_for, configured_stream, record, run_check, run_write, stream_state
+from integration_tests.support.connector import run_check, run_write
+from integration_tests.support.kvdb import KvdbBucket, config_for, new_secret
+from integration_tests.support.messages import canonical, catalog, configured_stream, record, state_cursors, stream_state
+from integration_tests.support.waiting import free_port
 from local_kvdb import LocalKvdbServer
 
-from integration_tests.harness import KvdbBucket, new_secret
 
 APPEND, DEDUP = "s", "d"
 CATALOG = catalog(configured_stream(APPEND, "append"), configured_stream(DEDUP, "append_dedup", primary_key=[["id"]]))
@@ -174,27 +176,15 @@ def expected_contents(messages: list[dict]) -> tuple[Counter, dict]:
         if message.get("type") == "RECORD":
             data = message["record"]["data"]
             if message["record"]["stream"] == APPEND:
-                appended[orjson.dumps(data, option=orjson.OPT_SORT_KEYS)] += 1
+                appended[canonical(data)] += 1
             else:
                 deduped[keys.dedup_key(keys.stream_prefix(DEDUP), [str(data["id"])])] = data
     return appended, deduped
 
 
 def stored_contents(server: LocalKvdbServer, bucket: KvdbBucket) -> tuple[Counter, dict]:
-    appended = Counter(orjson.dumps(v, option=orjson.OPT_SORT_KEYS) for _, v in server.items(bucket.bucket_id, keys.stream_prefix(APPEND)))
+    appended = Counter(canonical(v) for _, v in server.items(bucket.bucket_id, keys.stream_prefix(APPEND)))
     return appended, dict(server.items(bucket.bucket_id, keys.stream_prefix(DEDUP)))
-
-
-def cursors(states: list[dict]) -> list:
-    """Each state's cursor, None for a state without one (a hostile line may be a bare `{"type":"STATE","state":{}}`)."""
-    return [_cursor(state) for state in states]
-
-
-def _cursor(state: dict):
-    found = state
-    for field in ("state", "stream", "stream_state", "cursor"):
-        found = found.get(field) if isinstance(found, dict) else None
-    return found
 
 
 def with_accepted(messages: list[dict], bad_at: int, line: bytes) -> list[dict]:
@@ -215,7 +205,7 @@ def check_outcome(server, bucket, messages: list[dict], bad_at: int, expectation
     if isinstance(error, AirbyteTracedException) and "did not report COMPLETE" in error.message and expectation != "error":
         # The line was a (malformed) STREAM_STATUS trace: once any status is seen, every stream must report COMPLETE,
         # so the sync fails at the end of input, after storing and acknowledging everything (documented behaviour).
-        assert cursors(echoed) == cursors([m for m in messages if m["type"] == "STATE"])
+        assert state_cursors(echoed) == state_cursors([m for m in messages if m["type"] == "STATE"])
         assert stored_contents(server, bucket) == expected_contents(messages)
         return
     if error is not None:
@@ -227,7 +217,7 @@ def check_outcome(server, bucket, messages: list[dict], bad_at: int, expectation
     if expectation == "tolerated":
         assert error is None, f"a tolerated line failed the sync: {error!r}"[:500]
     processed = messages[:bad_at] if error is not None else messages
-    assert cursors(echoed) == cursors([m for m in processed if m["type"] == "STATE"]), (
+    assert state_cursors(echoed) == state_cursors([m for m in processed if m["type"] == "STATE"]), (
         "exactly the states before the bad line are echoed" if error is not None else "every state is echoed"
     )
     assert stored_contents(server, bucket) == expected_contents(processed), "exactly the records before the bad line are stored"
@@ -344,14 +334,14 @@ def test_the_connector_exits_with_a_traced_error_naming_the_bad_line(tmp_path, s
 
     if expected_message is None:
         assert run.exit_code == 0, run.stderr[-2000:]
-        assert cursors(run.states) == [0, 1]
+        assert state_cursors(run.states) == [0, 1]
         assert stored_contents(server, bucket) == expected_contents(messages)
         return
     assert run.exit_code != 0
     (error,) = run.errors
     assert expected_message in error["message"], error["message"][:300]
     assert "Traceback" not in error["message"]
-    assert cursors(run.states) == [0], "the state before the bad line, and no later one"
+    assert state_cursors(run.states) == [0], "the state before the bad line, and no later one"
     assert stored_contents(server, bucket) == expected_contents(messages[:3])
     assert not [line for line in run.stdout.splitlines() if line.startswith("Traceback")], "no bare traceback on stdout"
 
@@ -370,7 +360,7 @@ def test_the_nesting_limit_is_500_levels_whatever_the_recursion_limit(tmp_path, 
 
         if line_number is None:
             assert run.exit_code == 0, run.stderr[-2000:]
-            assert cursors(run.states) == [0, 1]
+            assert state_cursors(run.states) == [0, 1]
             appended = server.items(bucket.bucket_id, keys.stream_prefix(APPEND))  # read back as Python objects
             assert [server.raw_value(bucket.bucket_id, key) for key, _ in appended][1] == b'{"a":' * depth + b"1" + b"}" * depth
             assert len(appended) == 3
@@ -378,7 +368,7 @@ def test_the_nesting_limit_is_500_levels_whatever_the_recursion_limit(tmp_path, 
         assert run.exit_code == 1, run.stderr[-2000:]
         (error,) = run.errors
         assert error["message"] == f"input line {line_number} is nested more than 500 levels deep, the limit for a record's data"
-        assert cursors(run.states) == [0], "the state before the bad line, and no later one"
+        assert state_cursors(run.states) == [0], "the state before the bad line, and no later one"
         assert stored_contents(server, bucket) == expected_contents(messages[:3])
 
 
@@ -410,7 +400,7 @@ def test_wrong_secret_on_check_and_write_leaks_nothing(tmp_path, wrong_secret_bu
 
 
 def test_unreachable_host_on_write_leaks_nothing(tmp_path, server):
-    unreachable = KvdbBucket(LocalKvdbServer(port=_free_port()), "nobucket", new_secret("unreachable-"))
+    unreachable = KvdbBucket(LocalKvdbServer(port=free_port()), "nobucket", new_secret("unreachable-"))
     write = run_write(tmp_path, config_for(unreachable, max_retry_seconds=1), CATALOG, valid_messages([[APPEND]]))
     assert write.exit_code != 0 and write.states == []
     (error,) = write.errors
@@ -428,7 +418,7 @@ def test_exception_texts_do_not_contain_the_secret(server, where):
         base_url = server.url
     else:
         bucket = KvdbBucket(server, "nobucket", new_secret("unreachable-"))
-        base_url = f"http://127.0.0.1:{_free_port()}"
+        base_url = f"http://127.0.0.1:{free_port()}"
     client = KvdbClient(base_url, bucket.bucket_id, bucket.secret_key, policy=RetryPolicy(max_retry_seconds=1, backoff_base_seconds=0.05))
     try:
         with pytest.raises(AirbyteTracedException) as raised:
@@ -442,11 +432,3 @@ def test_exception_texts_do_not_contain_the_secret(server, where):
         texts = [str(error), repr(error), error.message or "", error.internal_message or "", repr(traced), repr(error.__cause__), repr(error.__context__)]
         assert_secret_absent(bucket.secret_key, *texts)
     assert "_BearerAuth(****)" == repr(client.session.auth)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]

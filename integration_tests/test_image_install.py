@@ -4,7 +4,7 @@ the /usr/local the final stage takes, then run as the image's ENTRYPOINT runs it
 
 No Docker engine is needed; what this catches is a file or dependency the image needs but does not get (a new module
 outside the copied paths, an import missing from setup.py's install_requires, spec.json left out of the package).
-It installs from the package index (about a minute with a warm pip cache).
+It installs from the package index (about a minute with a warm pip cache), so it is opt-in: `-m image_install`.
 """
 
 import json
@@ -20,11 +20,21 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from destination_kvdb import keys
-from integration_tests import harness
-from integration_tests.harness import Run, catalog, config_for, configured_stream, record, stored_values, stream_state
+from integration_tests.support.connector import REPO_ROOT, Run, captured_output, write_json
+from integration_tests.support.kvdb import config_for, stored_values
+from integration_tests.support.messages import (
+    catalog,
+    configured_stream,
+    encode_lines,
+    parse_output,
+    record,
+    stream_state,
+)
 
 INSTALL_TIMEOUT_SECONDS = 1200
 RUN_TIMEOUT_SECONDS = 120
+
+pytestmark = pytest.mark.image_install
 IMAGE_PREFIX = "/usr/local"  # where the image installs; the final stage copies it whole
 _LEAKY_ENV = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONUSERBASE")
 
@@ -153,8 +163,8 @@ class InstalledImage:
             [*command, *args], input=stdin, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env(), cwd=self.workdir
         )
         stdout, stderr = completed.stdout.decode(), completed.stderr.decode()
-        harness.captured_output.extend([stdout, stderr])
-        return Run(completed.returncode, stdout, stderr, harness.parse_output(stdout))
+        captured_output.extend([stdout, stderr])
+        return Run(completed.returncode, stdout, stderr, parse_output(stdout))
 
     def _in_prefix(self, word: str) -> str:
         """A path under the image's /usr/local, as the same path in the virtualenv; other words as they are."""
@@ -172,10 +182,10 @@ class InstalledImage:
 def installed_image(tmp_path_factory):
     """Builds once per module; the copy and the virtualenv (a few hundred MB) are removed afterwards."""
     root = tmp_path_factory.mktemp("image")
-    dockerfile = parse_dockerfile((harness.REPO_ROOT / "Dockerfile").read_text())
+    dockerfile = parse_dockerfile((REPO_ROOT / "Dockerfile").read_text())
     build_workdir, venv, final_workdir = root / "build", root / "venv", root / "integration_code"
     try:
-        copy_build_context(harness.REPO_ROOT, dockerfile, build_workdir)
+        copy_build_context(REPO_ROOT, dockerfile, build_workdir)
         final_workdir.mkdir()
         subprocess.run(
             [sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=RUN_TIMEOUT_SECONDS, env=isolated_env()
@@ -194,7 +204,7 @@ def installed_image(tmp_path_factory):
 def test_the_image_installs_only_the_locked_versions_and_they_satisfy_the_package(installed_image):
     """Two builds a day apart get the same packages: everything installed besides pip and the connector itself is
     pinned in requirements.lock (the Dockerfile installs it with --require-hashes), and the pins meet setup.py."""
-    lock_file = harness.REPO_ROOT / "requirements.lock"
+    lock_file = REPO_ROOT / "requirements.lock"
     assert lock_file.is_file(), "requirements.lock is missing: run bash scripts/lock.sh"
     locked = set(re.findall(r"^([A-Za-z0-9._-]+==[^\s;\\]+)", lock_file.read_text(), re.MULTILINE))
     frozen = installed_image.pip("freeze", "--all", "--exclude", "pip", "--exclude", "destination-kvdb")
@@ -213,18 +223,18 @@ def test_the_installed_image_prints_its_spec(installed_image):
     run = installed_image.run("spec")
     assert run.exit_code == 0, run.stderr[-3000:]
     (spec_message,) = run.of_type("SPEC")
-    expected = json.loads((harness.REPO_ROOT / "destination_kvdb" / "spec.json").read_text())
+    expected = json.loads((REPO_ROOT / "destination_kvdb" / "spec.json").read_text())
     assert spec_message["spec"]["connectionSpecification"] == expected["connectionSpecification"]
 
 
 def test_the_installed_image_writes_records_and_echoes_the_state(installed_image, kvdb_bucket, tmp_path):
     users = [{"id": number, "name": f"user {number} ü", "score": number / 4} for number in range(5)]
     state = stream_state("users", cursor=4)
-    config = harness.write_json(tmp_path / "config.json", config_for(kvdb_bucket))
-    configured = harness.write_json(tmp_path / "catalog.json", catalog(configured_stream("users", "append")))
+    config = write_json(tmp_path / "config.json", config_for(kvdb_bucket))
+    configured = write_json(tmp_path / "catalog.json", catalog(configured_stream("users", "append")))
     messages = [record("users", data) for data in users] + [state]
 
-    run = installed_image.run("write", "--config", config, "--catalog", configured, stdin=harness.encode_lines(messages))
+    run = installed_image.run("write", "--config", config, "--catalog", configured, stdin=encode_lines(messages))
 
     assert run.exit_code == 0, run.stderr[-3000:]
     assert run.errors == []

@@ -7,19 +7,16 @@ import time
 
 import pytest
 
-from integration_tests.harness import (
-    LiveWrite,
+from integration_tests.support.connector import ConnectorProcess, assert_failed, assert_succeeded, run_check, run_write
+from integration_tests.support.kvdb import config_for, seed, stored
+from integration_tests.support.messages import (
     catalog,
-    config_for,
     configured_stream,
     record,
-    run_check,
-    run_write,
-    stored,
+    state_cursors,
     stream_state,
     stream_status,
 )
-from integration_tests.test_write_modes import assert_failed, assert_succeeded, seed
 
 UNTAGGED = {"users__ab__1690000000000.5": {"id": "0.1.x"}}  # a key as destination-kvdb 0.1.x wrote it
 
@@ -43,10 +40,6 @@ def messages(data: list[dict], every: int = 50) -> list[dict]:
     return out
 
 
-def cursors(run) -> list:
-    return [state["state"]["stream"]["stream_state"]["cursor"] for state in run.states]
-
-
 @pytest.fixture
 def previous_generation(tmp_path, kvdb_bucket):
     """Generation 1 (ids 0-199) and a 0.1.x key in the bucket, written before the lag starts."""
@@ -55,7 +48,7 @@ def previous_generation(tmp_path, kvdb_bucket):
     return kvdb_bucket
 
 
-def finish_lifting_the_lag_once_listed(bucket, write: LiveWrite, input_messages: list[dict]):
+def finish_lifting_the_lag_once_listed(bucket, write: ConnectorProcess, input_messages: list[dict]):
     """Send the input; once the connector has listed the bucket under the lag, lift the lag, then let the run end.
     The first listing is stale for sure; what the connector does with it decides the test."""
     lists_before = bucket.server.stats()["by_kind"].get("list", 0)
@@ -85,7 +78,7 @@ def test_overwrite_dedup_keeps_every_acknowledged_record_while_listings_lag(tmp_
     run = run_write(tmp_path, config_for(bucket), dedup_refresh(2), messages(sent) + [stream_status("users")])
 
     assert_succeeded(run)
-    assert cursors(run) == [row["id"] for row in sent[49::50]]
+    assert state_cursors(run.states) == [row["id"] for row in sent[49::50]]
     assert_only(bucket, sent, generation=2)  # generation 1's ids 0-99 and the 0.1.x key are gone
 
 
@@ -98,8 +91,8 @@ def test_a_resumed_overwrite_dedup_keeps_what_the_failed_attempt_stored_while_li
 
     attempt_1 = run_write(tmp_path, config_for(bucket), dedup_refresh(2), messages(sent[:150]))
     assert_failed(attempt_1, "transient_error", "users")
-    assert cursors(attempt_1) == [149, 199, 249]
-    attempt_2 = LiveWrite(tmp_path, config_for(bucket), dedup_refresh(2))
+    assert state_cursors(attempt_1.states) == [149, 199, 249]
+    attempt_2 = ConnectorProcess.write(tmp_path, config_for(bucket), dedup_refresh(2))
     attempt_2 = finish_lifting_the_lag_once_listed(bucket, attempt_2, messages(sent[150:]) + [stream_status("users")])
 
     assert_succeeded(attempt_2)
@@ -115,7 +108,7 @@ def test_a_lag_longer_than_allowed_fails_the_sync_without_deleting_and_the_next_
     run = run_write(tmp_path, config_for(bucket, max_listing_lag_seconds=1), dedup_refresh(2), messages(sent) + [stream_status("users")])
 
     assert_failed(run, "transient_error", "users", "max_listing_lag_seconds")
-    assert cursors(run) == [row["id"] for row in sent[49::50]]  # what was stored is acknowledged
+    assert state_cursors(run.states) == [row["id"] for row in sent[49::50]]  # what was stored is acknowledged
     kept = {key: value for key, value in before} | {f"users__ab__k.{row['id']}": row for row in sent}
     assert dict(stored(bucket, "users__ab__")) == kept  # nothing deleted, old or new
 
@@ -134,7 +127,7 @@ def test_an_overwrite_right_after_the_previous_sync_removes_all_of_it_while_list
     overwrite_2 = catalog(configured_stream("users", "overwrite", generation_id=2, minimum_generation_id=2))
     assert_succeeded(run_write(tmp_path, config, append_1, messages(rows(range(100, 150), 1)) + [stream_status("users")]))
 
-    write = LiveWrite(tmp_path, config, overwrite_2)
+    write = ConnectorProcess.write(tmp_path, config, overwrite_2)
     run = finish_lifting_the_lag_once_listed(kvdb_bucket, write, messages(rows(range(200, 230), 2)) + [stream_status("users")])
 
     assert_succeeded(run)

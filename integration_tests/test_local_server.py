@@ -4,41 +4,22 @@ import base64
 import http.client
 import math
 import re
-import select
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import orjson
 import pytest
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from integration_tests.support.clock import FakeClock
+from integration_tests.support.connector import REPO_ROOT
+from integration_tests.support.kvdb import list_keys, txn
+from integration_tests.support.waiting import read_line
+
 START_TIME = 1_700_000_000.0
-
-
-class ManualClock:
-    """Time that moves only when a test says so."""
-
-    def __init__(self, now: float = START_TIME):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def txn(bucket, ops: list, **kwargs) -> requests.Response:
-    return requests.post(bucket.url, json={"txn": ops}, headers=bucket.auth_headers, **kwargs)
-
-
-def list_keys(bucket, **params) -> requests.Response:
-    return requests.get(bucket.url + "/", params=params, headers=bucket.auth_headers)
 
 
 def assert_one_line_text_error(response: requests.Response, status: int) -> None:
@@ -508,7 +489,7 @@ def test_write_and_read_keys_gate_writes_and_reads(make_bucket, local_kvdb):
 
 
 def test_access_tokens_are_scoped_signed_and_expire(make_bucket, local_kvdb_factory):
-    clock = ManualClock()
+    clock = FakeClock(now=START_TIME)
     bucket = make_bucket(local_kvdb_factory(clock=clock))
     txn(bucket, [{"set": "user:7:a", "value": 1}, {"set": "user:7:b", "value": 2}, {"set": "user:8:a", "value": 3}])
     form = {"prefix": "user:7:", "permissions": "read,enumerate", "ttl": "600"}
@@ -545,7 +526,7 @@ def test_rotating_the_signing_key_voids_tokens(kvdb_bucket):
 
 
 def test_rate_limit_headers_429_and_window_reset(make_bucket, local_kvdb_factory):
-    clock = ManualClock()
+    clock = FakeClock(now=START_TIME)
     bucket = make_bucket(local_kvdb_factory(rate_limit=(3, 60), clock=clock))
     responses = [
         txn(bucket, [{"set": f"k{i}", "value": i} for i in range(50)]),  # a whole txn counts once
@@ -673,7 +654,7 @@ def test_admin_stats_count_requests_by_kind_and_status_and_ops(kvdb_bucket):
 
 
 def test_keys_expire_after_their_ttl_and_each_write_restarts_it(make_bucket, local_kvdb_factory):
-    clock = ManualClock()
+    clock = FakeClock(now=START_TIME)
     server = local_kvdb_factory(clock=clock)
     bucket = make_bucket(server, default_ttl=100)
     txn(bucket, [{"set": "default", "value": 1}, {"set": "short", "value": 1, "ttl": 10}, {"set": "rewritten", "value": 1}])
@@ -690,7 +671,7 @@ def test_keys_expire_after_their_ttl_and_each_write_restarts_it(make_bucket, loc
 
 
 def test_default_ttl_is_one_week_and_zero_means_never(make_bucket, local_kvdb_factory):
-    clock = ManualClock()
+    clock = FakeClock(now=START_TIME)
     server = local_kvdb_factory(clock=clock)
     week, never = make_bucket(server), make_bucket(server, default_ttl=0)
     for bucket in (week, never):
@@ -723,12 +704,6 @@ def test_restart_on_the_same_port_and_file_keeps_data(make_bucket, local_kvdb_fa
 
 
 # CLI
-
-
-def read_line(stream, deadline: float) -> str:
-    if not select.select([stream], [], [], max(0.0, deadline - time.monotonic()))[0]:
-        raise AssertionError("the CLI printed nothing in time")
-    return stream.readline().decode()
 
 
 def test_cli_prints_url_and_bucket_serves_and_stops_on_sigterm(tmp_path):

@@ -9,13 +9,16 @@ import time
 import pytest
 import requests
 
-from integration_tests.test_local_server import REPO_ROOT, ManualClock, list_keys, read_line, txn
+from integration_tests.support.clock import FakeClock
+from integration_tests.support.connector import REPO_ROOT
+from integration_tests.support.kvdb import list_keys, txn
+from integration_tests.support.waiting import read_line
 
 
 @pytest.fixture
 def lagging(local_kvdb_factory, make_bucket):
     """A bucket whose reads lag 10 s behind, on a server whose time moves only when the test says so."""
-    clock = ManualClock()
+    clock = FakeClock()
     server = local_kvdb_factory(clock=clock, faults={"read_lag_seconds": 10})
     return make_bucket(server), clock
 

@@ -8,16 +8,9 @@ sync as 0.1.x did; `include_airbyte_metadata` adds Airbyte's metadata fields; ev
 import json
 import uuid
 
-from integration_tests.harness import (
-    catalog,
-    config_for,
-    configured_stream,
-    record,
-    run_write,
-    stored,
-    stored_values,
-    stream_state,
-)
+from integration_tests.support.connector import run_write
+from integration_tests.support.kvdb import config_for, stored, stored_values
+from integration_tests.support.messages import catalog, configured_stream, record, stream_state
 
 LIMIT = 16_384
 BIG_INT = b"123456789012345678901234567890"

@@ -6,26 +6,20 @@ stream statuses are handled the way the platform sends them (../shared/platform-
 import msgspec
 import pytest
 
-from integration_tests.harness import (
-    LiveWrite,
+from integration_tests.support.connector import ConnectorProcess, assert_failed, assert_succeeded, run_write
+from integration_tests.support.kvdb import config_for, stored_values
+from integration_tests.support.messages import (
     catalog,
-    config_for,
     configured_stream,
     record,
-    run_write,
-    stored_values,
+    state_cursors,
     stream_state,
     stream_status,
 )
-from integration_tests.test_write_modes import assert_failed, assert_succeeded
 
 
 def rows(ids, **fields) -> list[dict]:
     return [{"id": i, **fields} for i in ids]
-
-
-def cursors(run) -> list:
-    return [state["state"]["stream"]["stream_state"]["cursor"] for state in run.states]
 
 
 # A failed source
@@ -59,7 +53,7 @@ def test_a_truncating_sync_whose_source_failed_keeps_the_previous_generation(tmp
 
     assert stored_values(kvdb_bucket, "users__ab__") == previous + new_rows
     assert_failed(run, "transient_error", "users")
-    assert cursors(run) == [message["state"]["stream"]["stream_state"]["cursor"] for message in failed_attempt if message["type"] == "STATE"]
+    assert state_cursors(run.states) == [message["state"]["stream"]["stream_state"]["cursor"] for message in failed_attempt if message["type"] == "STATE"]
 
 
 # A resumed overwrite
@@ -81,7 +75,7 @@ def test_a_resumed_overwrite_keeps_the_records_its_first_attempt_stored(tmp_path
     assert_succeeded(run_write(tmp_path, config, earlier, [record("users", data) for data in rows(range(5), sync="earlier")] + [stream_status("users")]))
     sent = rows(range(200), sync="current")
 
-    attempt_1 = LiveWrite(tmp_path, config, current)
+    attempt_1 = ConnectorProcess.write(tmp_path, config, current)
     try:
         attempt_1.send([record("users", data) for data in sent[:100]] + [stream_state("users", 99)])
         assert attempt_1.next_message("STATE")["state"]["stream"]["stream_state"] == {"cursor": 99}
@@ -92,7 +86,7 @@ def test_a_resumed_overwrite_keeps_the_records_its_first_attempt_stored(tmp_path
     attempt_2 = run_write(tmp_path, config, current, [record("users", data) for data in sent[100:]] + [stream_state("users", 199), stream_status("users")])
 
     assert_succeeded(attempt_2)
-    assert cursors(attempt_2) == [199]
+    assert state_cursors(attempt_2.states) == [199]
     assert stored_values(kvdb_bucket, "users__ab__") == sent
 
 
@@ -175,7 +169,7 @@ def test_a_status_for_a_stream_outside_the_catalog_is_ignored(tmp_path, kvdb_buc
     run = run_write(tmp_path, config_for(kvdb_bucket), catalog(configured_stream("users")), messages)
 
     assert_succeeded(run)
-    assert cursors(run) == [1]
+    assert state_cursors(run.states) == [1]
     assert stored_values(kvdb_bucket, "users__ab__") == [{"id": 1}]
 
 

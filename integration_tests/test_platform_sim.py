@@ -1,11 +1,12 @@
 """The connector driven the way the Airbyte platform drives it: jobs of several attempts with a
-resumable source, source failures, SIGKILLs, refreshes and overwrite syncs (see platform_sim.py).
+resumable source, source failures, SIGKILLs, refreshes and overwrite syncs (see support/platform_sim.py).
 
 After every attempt the bucket must agree with what the source sent and the connector echoed:
 nothing acknowledged is lost, completed truncations leave only the current sync's records,
 incomplete ones keep everything, and the exit code says whether every stream completed.
 
-Rerun one failing history with PLATFORM_SIM_SEED=<seed>; run more with PLATFORM_SIM_HISTORIES=<n>;
+Rerun one failing history with PLATFORM_SIM_SEED=<seed>; run more with PLATFORM_SIM_HISTORIES=<n> (4 by default, so
+the everyday suite stays quick; CI runs 20);
 test another checkout's connector with PLATFORM_SIM_CONNECTOR_ROOT=<path>.
 """
 
@@ -16,19 +17,32 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests import harness
-from integration_tests.harness import catalog, config_for, configured_stream, record, run_write, stored, stream_state, stream_status
-from integration_tests.platform_sim import REPO_ROOT, AttemptPlan, Line, Simulator, StreamHistory, Zygote, compact, run_attempt
+from integration_tests.support.connector import Run, captured_output, run_write, shared_zygote, write_json
+from integration_tests.support.kvdb import config_for, stored
+from integration_tests.support.messages import (
+    catalog,
+    configured_stream,
+    parse_output,
+    record,
+    stream_state,
+    stream_status,
+)
+from integration_tests.support.platform_sim import AttemptPlan, Line, Simulator, StreamHistory, compact, run_attempt
+from integration_tests.support.zygote import Zygote
 
 JOBS_PER_HISTORY = 10
 SEEDS = [int(os.environ["PLATFORM_SIM_SEED"])] if "PLATFORM_SIM_SEED" in os.environ else range(
-    int(os.environ.get("PLATFORM_SIM_HISTORIES", "20"))
+    int(os.environ.get("PLATFORM_SIM_HISTORIES", "4"))
 )
 
 
 @pytest.fixture(scope="module")
 def zygote(tmp_path_factory):
-    started = Zygote(tmp_path_factory.mktemp("zygote"), Path(os.environ.get("PLATFORM_SIM_CONNECTOR_ROOT", REPO_ROOT)))
+    """The test process's zygote, or one running another checkout's connector (PLATFORM_SIM_CONNECTOR_ROOT)."""
+    if "PLATFORM_SIM_CONNECTOR_ROOT" not in os.environ:
+        yield shared_zygote()
+        return
+    started = Zygote(tmp_path_factory.mktemp("zygote"), Path(os.environ["PLATFORM_SIM_CONNECTOR_ROOT"]))
     yield started
     started.close()
 
@@ -40,7 +54,7 @@ def simulator(zygote, kvdb_bucket, tmp_path):
     def build(seed: int, **options) -> Simulator:
         config = config_for(kvdb_bucket, max_retry_seconds=10)
         return Simulator(
-            zygote, kvdb_bucket.server, kvdb_bucket.bucket_id, config, tmp_path, seed, harness.captured_output.append, **options
+            zygote, kvdb_bucket.server, kvdb_bucket.bucket_id, config, tmp_path, seed, captured_output.append, **options
         )
 
     return build
@@ -94,14 +108,14 @@ def test_a_zygote_child_behaves_like_python_main_py(zygote, local_kvdb, make_buc
 
     direct = run_write(tmp_path / "direct", config_for(direct_bucket), streams, messages + [b"not json"])
     config, catalog_path = tmp_path / "config.json", tmp_path / "catalog.json"
-    harness.write_json(config, config_for(forked_bucket))
-    harness.write_json(catalog_path, streams)
+    write_json(config, config_for(forked_bucket))
+    write_json(catalog_path, streams)
     args = ["write", "--config", str(config), "--catalog", str(catalog_path)]
     forked = run_attempt(zygote, args, [Line(compact(message)) for message in messages] + [Line(b"not json")], None)
-    harness.captured_output.append(forked.stdout.decode() + forked.stderr.decode())
+    captured_output.append(forked.stdout.decode() + forked.stderr.decode())
 
     assert (forked.exit_code, direct.exit_code) == (1, 1)
-    forked_run = harness.Run(forked.exit_code, forked.stdout.decode(), "", harness.parse_output(forked.stdout.decode()))
+    forked_run = Run(forked.exit_code, forked.stdout.decode(), "", parse_output(forked.stdout.decode()))
     assert forked_run.states == direct.states
     assert [(e["failure_type"], e["message"]) for e in forked_run.errors] == [(e["failure_type"], e["message"]) for e in direct.errors]
     assert [value for _, value in stored(forked_bucket)] == [value for _, value in stored(direct_bucket)] == [{"id": i} for i in range(5)]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from integration_tests import harness
-from integration_tests.e2e_support import (
+from integration_tests.support.connector import RUN_TIMEOUT_SECONDS, captured_output, write_json
+from integration_tests.support.e2e import (
     FAKER_STREAMS,
     assert_clean_run,
     configured_catalog,
@@ -32,7 +32,7 @@ from integration_tests.e2e_support import (
     source_env,
     stored_by_stream,
 )
-from integration_tests.harness import config_for, write_json
+from integration_tests.support.kvdb import KvdbBucket, config_for
 
 pytestmark = pytest.mark.pyairbyte
 
@@ -90,32 +90,18 @@ def pyairbyte_env(tmp_path) -> dict[str, str]:
     }
 
 
-def expected_ids(tmp_path, faker) -> dict[str, set]:
+def expected_ids(tmp_path, faker, reference_bucket: KvdbBucket) -> dict[str, set]:
     """The ids faker emits for this config, from a plain `read` piped into a throwaway bucket."""
     streams = discover_streams(faker, write_json(tmp_path / "discover_config.json", faker_config()))
     assert sorted(stream["name"] for stream in streams) == sorted(FAKER_STREAMS)
-    with harness_bucket() as (server, bucket_id, secret):
-        config = {"bucket_id": bucket_id, "secret_key": secret, "base_url": server.url, "max_retry_seconds": 20}
-        pipeline = run_pipeline(tmp_path, faker, faker_config(), configured_catalog(streams, "append"), config, "reference")
-        assert_clean_run(pipeline)
+    config = config_for(reference_bucket)
+    pipeline = run_pipeline(tmp_path, faker, faker_config(), configured_catalog(streams, "append"), config, "reference")
+    assert_clean_run(pipeline)
     ids: dict[str, set] = defaultdict(set)
     for stream, records in pipeline.source_records().items():
         ids[stream].update(record["id"] for record in records)
     assert sorted(ids) == sorted(FAKER_STREAMS) and all(ids.values())
     return ids
-
-
-class harness_bucket:
-    """A second, throwaway local server for the reference read (keeps the tested bucket untouched)."""
-
-    def __enter__(self):
-        from local_kvdb import LocalKvdbServer
-
-        self.server = LocalKvdbServer().__enter__()
-        return self.server, self.server.create_bucket(secret_key="reference-secret"), "reference-secret"
-
-    def __exit__(self, *exc_info):
-        self.server.__exit__(*exc_info)
 
 
 # PyAirbyte sends generation_id = minimum_generation_id = 1 on every write (airbyte/shared/catalog_providers.py),
@@ -126,13 +112,13 @@ class harness_bucket:
     "cache",
     ["duckdb", "no_cache", "state_only"],
 )
-def test_pyairbyte_merge_twice_stores_each_id_once(tmp_path, kvdb_bucket, cache):
+def test_pyairbyte_merge_twice_stores_each_id_once(tmp_path, kvdb_bucket, local_kvdb_factory, make_bucket, cache):
     python = pyairbyte_python()
     faker = faker_bin()
     # DESTINATION_KVDB_BIN: run another build of the connector (the venv's console script runs this checkout).
     destination = Path(os.environ.get("DESTINATION_KVDB_BIN") or python.parent / "destination-kvdb")
     assert destination.is_file(), f"{destination} missing: rerun scripts/setup_e2e_envs.sh pyairbyte"
-    ids = expected_ids(tmp_path, faker)
+    ids = expected_ids(tmp_path, faker, make_bucket(local_kvdb_factory()))  # a second server: the tested bucket stays untouched
 
     script = tmp_path / "sync.py"
     script.write_text(SYNC_SCRIPT)
@@ -151,12 +137,12 @@ def test_pyairbyte_merge_twice_stores_each_id_once(tmp_path, kvdb_bucket, cache)
         completed = subprocess.run(
             [str(python), str(script), write_json(tmp_path / f"args{attempt}.json", args)],
             capture_output=True,
-            timeout=harness.RUN_TIMEOUT_SECONDS,
+            timeout=RUN_TIMEOUT_SECONDS,
             env=env,
             cwd=tmp_path,
         )
         stdout, stderr = completed.stdout.decode(errors="replace"), completed.stderr.decode(errors="replace")
-        harness.captured_output.extend([stdout, stderr])
+        captured_output.extend([stdout, stderr])
         if completed.returncode != 0:
             pytest.fail(f"sync {attempt} failed (exit {completed.returncode}):\n{stdout[-3000:]}\n{stderr[-6000:]}", pytrace=False)
         assert completed.returncode == 0, f"sync {attempt} failed:\n{stdout[-3000:]}\n{stderr[-5000:]}"

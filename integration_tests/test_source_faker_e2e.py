@@ -12,7 +12,8 @@ from collections import Counter
 
 import pytest
 
-from integration_tests.e2e_support import (
+from integration_tests.support.connector import write_json
+from integration_tests.support.e2e import (
     FAKER_STREAMS,
     assert_clean_run,
     assert_states_echoed,
@@ -27,7 +28,7 @@ from integration_tests.e2e_support import (
     stored_by_stream,
     value_multiset,
 )
-from integration_tests.harness import config_for, write_json
+from integration_tests.support.kvdb import config_for
 
 
 @pytest.fixture

@@ -5,16 +5,14 @@ only once the records before them are stored in KvDB.
 import copy
 import json
 
-from integration_tests.harness import (
-    LiveWrite,
+from integration_tests.support.connector import ConnectorProcess, run_write
+from integration_tests.support.kvdb import config_for, stored_values
+from integration_tests.support.messages import (
     catalog,
-    config_for,
     configured_stream,
     global_state,
     legacy_state,
     record,
-    run_write,
-    stored_values,
     stream_state,
 )
 
@@ -74,7 +72,7 @@ def test_each_state_is_echoed_only_after_every_record_before_it_is_stored(tmp_pa
     server.set_faults(latency_ms=50)  # every request stays in flight for a while
     streams = catalog(configured_stream("users"), configured_stream("orders"))
     # max_state_delay_seconds 0: each state is sent at once, so every round waits on requests in flight
-    live = LiveWrite(tmp_path, config_for(kvdb_bucket, max_request_bytes=32_768, max_state_delay_seconds=0), streams)
+    live = ConnectorProcess.write(tmp_path, config_for(kvdb_bucket, max_request_bytes=32_768, max_state_delay_seconds=0), streams)
     sent = {"users": [], "orders": []}
     try:
         for round_number in range(1, 6):
@@ -121,7 +119,7 @@ def test_frequent_states_cost_no_requests_of_their_own(tmp_path, kvdb_bucket):
 
 def test_a_state_goes_back_while_the_source_is_idle(tmp_path, kvdb_bucket):
     """A CDC source waiting for changes sends no further line: its state must not wait for one."""
-    live = LiveWrite(tmp_path, config_for(kvdb_bucket, max_state_delay_seconds=1), catalog(configured_stream("users")))
+    live = ConnectorProcess.write(tmp_path, config_for(kvdb_bucket, max_state_delay_seconds=1), catalog(configured_stream("users")))
     try:
         live.send([record("users", {"id": 1}), record("users", {"id": 2}), stream_state("users", 2, id=7)])
 

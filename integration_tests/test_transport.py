@@ -8,19 +8,9 @@ from typing import Iterator
 
 import pytest
 
-from integration_tests.harness import (
-    KvdbBucket,
-    catalog,
-    config_for,
-    configured_stream,
-    new_secret,
-    record,
-    run_check,
-    run_write,
-    stored,
-    stored_values,
-    stream_state,
-)
+from integration_tests.support.connector import run_check, run_write
+from integration_tests.support.kvdb import KvdbBucket, config_for, new_secret, stored, stored_values
+from integration_tests.support.messages import catalog, configured_stream, record, stream_state
 
 STREAMS = catalog(configured_stream("users"))
 MESSAGES = [record("users", {"id": i}) for i in range(3)] + [stream_state("users", 3)]

@@ -6,16 +6,13 @@ import random
 import re
 
 import pytest
-import requests
-from integration_tests.harness import (
+from integration_tests.support.connector import assert_failed, assert_succeeded, run_write
+from integration_tests.support.kvdb import config_for, seed, stored, stored_values
+from integration_tests.support.messages import (
     catalog,
-    config_for,
     configured_stream,
     global_state,
     record,
-    run_write,
-    stored,
-    stored_values,
     stream_state,
     stream_status,
 )
@@ -31,26 +28,6 @@ def append_tags(bucket, prefix: str) -> set[str]:
         assert match, f"key {key!r} does not have the append layout"
         tags.add(match["tag"])
     return tags
-
-
-def assert_succeeded(run) -> None:
-    assert run.exit_code == 0, run.stderr[-3000:]
-    assert run.errors == []
-
-
-def assert_failed(run, failure_type: str, *words: str) -> dict:
-    assert run.exit_code != 0
-    (error,) = run.errors
-    assert error["failure_type"] == failure_type, error
-    for word in words:
-        assert word in error["message"], error["message"]
-    return error
-
-
-def seed(bucket, items: dict) -> None:
-    """Keys written directly over KvDB's API, e.g. by destination-kvdb 0.1.x."""
-    ops = [{"set": key, "value": value} for key, value in items.items()]
-    requests.post(bucket.url, json={"txn": ops}, headers=bucket.auth_headers, timeout=10).raise_for_status()
 
 
 def users(ids, **fields) -> list[dict]:

@@ -181,7 +181,7 @@ def run_cdk_image_tests(image: str, config: Path, work: Path) -> int:
         shutil.copyfile(config, scenario_config)
     try:
         return subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "airbyte_cdk.test.standard_tests.pytest_hooks", "-q", "-rs",
+            [sys.executable, "-m", "pytest", "-p", "airbyte_cdk.test.standard_tests.pytest_hooks", "-q", "-rs", "-n", "0",
              "unit_tests/test_standard_suite.py", "-m", "image_tests", "--connector-image", image,
              "--deselect", "unit_tests/test_standard_suite.py::TestStandard::test_docker_image_spec_backward_compatibility"],
             cwd=REPO_ROOT, env={**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"},

@@ -33,7 +33,7 @@ make_venv() {
 setup_faker() {
   local started=$SECONDS
   make_venv "$FAKER_VENV"
-  "$FAKER_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "airbyte-source-faker==$FAKER_VERSION"
+  "$FAKER_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile "airbyte-source-faker==$FAKER_VERSION"
   "$FAKER_VENV/bin/source-faker" spec >/dev/null
   echo "faker venv ready: $FAKER_VENV/bin/source-faker ($((SECONDS - started)) s)"
 }

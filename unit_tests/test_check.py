@@ -11,41 +11,13 @@ import requests
 from airbyte_cdk.models import Status
 
 from destination_kvdb.destination import CHECK_POLICY, DestinationKvdb
-
-SECRET = "sekret-XYZ-123"
-CONFIG = {"bucket_id": "bkt", "secret_key": SECRET, "base_url": "https://kvdb.test"}
-PROBE_PREFIX = "_airbyte_check_"
-
-
-@pytest.fixture(autouse=True)
-def _capture_logs(caplog):
-    caplog.set_level(logging.DEBUG)
-
-
-def run_check(config, caplog):
-    """check() as the platform calls it; asserts what every answer must be."""
-    status = DestinationKvdb().check(logging.getLogger("airbyte"), config)
-    if status.status == Status.FAILED:
-        message = status.message
-        assert message and "\n" not in message and len(message) <= 200, message  # one short sentence
-        assert "Traceback" not in message and "File \"" not in message
-        assert SECRET not in message
-    assert SECRET not in caplog.text
-    return status
-
-
-def is_list(request) -> bool:
-    return request.method == "GET" and request.path_url.split("?")[0].endswith("/")
-
-
-def is_read(request) -> bool:
-    return request.method == "GET" and not is_list(request)
+from integration_tests.support.fake_kvdb import CONFIG, PROBE_PREFIX, SECRET, check_in_process, is_list, is_read
 
 
 def test_succeeds_and_cleans_up_its_probe_key(kvdb, clock, caplog):
     kvdb.store["users__ab__1"] = {"id": 1}
 
-    status = run_check(CONFIG, caplog)
+    status = check_in_process(CONFIG, caplog)
 
     assert status.status == Status.SUCCEEDED
     assert kvdb.store == {"users__ab__1": {"id": 1}}  # probe removed, nothing else touched
@@ -69,7 +41,7 @@ def test_succeeds_and_cleans_up_its_probe_key(kvdb, clock, caplog):
     ],
 )
 def test_invalid_config_fails_without_a_request(kvdb, clock, caplog, config, expected):
-    status = run_check(config, caplog)
+    status = check_in_process(config, caplog)
 
     assert status.status == Status.FAILED
     assert status.message.startswith("Invalid config") and expected in status.message
@@ -147,7 +119,7 @@ def test_fails_with_one_short_sentence(kvdb, clock, respond, caplog, scenario):
     answer, expected = SCENARIOS[scenario]
     kvdb.override = lambda request: answer(request, respond, clock)
 
-    status = run_check(CONFIG, caplog)
+    status = check_in_process(CONFIG, caplog)
 
     assert status.status == Status.FAILED
     assert expected in status.message
@@ -158,7 +130,7 @@ def test_fails_with_one_short_sentence(kvdb, clock, respond, caplog, scenario):
 def test_unreachable_gives_up_within_the_check_policy(kvdb, clock, caplog):
     kvdb.override = unreachable(clock)
 
-    status = run_check(CONFIG, caplog)
+    status = check_in_process(CONFIG, caplog)
 
     assert status.status == Status.FAILED
     assert "gave up after retrying for 15 s" in status.message
@@ -181,7 +153,7 @@ def test_kvdb_dropping_after_the_write_still_answers_within_half_a_minute(kvdb, 
     down = unreachable(clock)
     kvdb.override = lambda request: down(request) if len(kvdb.requests) > 1 else None
 
-    status = run_check(CONFIG, caplog)
+    status = check_in_process(CONFIG, caplog)
 
     assert status.status == Status.FAILED
     assert "could not reach KvDB" in status.message

@@ -36,11 +36,6 @@ def client():
     kvdb_client.close()
 
 
-@pytest.fixture(autouse=True)
-def _capture_logs(caplog):
-    caplog.set_level(logging.DEBUG)
-
-
 def failure(kind, respond):
     """A fresh transport outcome for one failed attempt: a status code, or an exception class."""
     if isinstance(kind, int):

@@ -17,8 +17,7 @@ from destination_kvdb.credentials import Credential
 from destination_kvdb.destination import DestinationKvdb
 from destination_kvdb.finalization import FENCE_MARKS
 from destination_kvdb.writer import KvdbWriter, WriteOptions
-from unit_tests.conftest import BASE_URL, BUCKET
-from unit_tests.test_check import PROBE_PREFIX, is_list
+from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, PROBE_PREFIX, is_list
 
 TOKEN = "tok-" + "Q" * 40
 TOKEN_CONFIG = {"bucket_id": "bkt", "access_token": TOKEN, "key_prefix": "team1/", "base_url": "https://kvdb.test"}

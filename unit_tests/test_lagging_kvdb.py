@@ -14,12 +14,20 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
 from destination_kvdb.client import KvdbClient
-from destination_kvdb.destination import DestinationKvdb
 from destination_kvdb.probe import CHECK_LAG_WAIT_SECONDS
 from destination_kvdb.finalization import FENCE_MARKS, StreamFinalization, WrittenKeys
 from destination_kvdb.retention import Retention
-from unit_tests.conftest import BASE_URL, BUCKET, SECRET, http_response
-from unit_tests.test_check import CONFIG, PROBE_PREFIX, is_list, is_read, run_check
+from integration_tests.support.fake_kvdb import (
+    BASE_URL,
+    BUCKET,
+    CONFIG,
+    PROBE_PREFIX,
+    SECRET,
+    check_in_process,
+    http_response,
+    is_list,
+    is_read,
+)
 
 
 def lagging(stale_reads: int, stale_lists: int):
@@ -41,7 +49,7 @@ def lagging(stale_reads: int, stale_lists: int):
 
 
 def test_every_read_and_listing_asks_for_a_fresh_answer_without_an_extra_request(kvdb, clock, caplog):
-    status = run_check(CONFIG, caplog)
+    status = check_in_process(CONFIG, caplog)
 
     assert status.status == Status.SUCCEEDED
     assert len(kvdb.requests) == 4  # delete (before the probe exists), write, list, delete
@@ -51,7 +59,7 @@ def test_every_read_and_listing_asks_for_a_fresh_answer_without_an_extra_request
 def test_check_waits_for_a_lagging_listing(kvdb, clock, caplog):
     kvdb.override = lagging(stale_reads=0, stale_lists=2)
 
-    status = run_check(CONFIG, caplog)
+    status = check_in_process(CONFIG, caplog)
 
     assert status.status == Status.SUCCEEDED, status.message
     assert not [key for key in kvdb.store if key.startswith(PROBE_PREFIX)]
@@ -62,7 +70,7 @@ def test_check_waits_for_a_lagging_listing(kvdb, clock, caplog):
 def test_check_says_what_it_saw_when_the_lag_outlasts_its_budget(kvdb, clock, caplog, stale_reads, stale_lists, expected):
     kvdb.override = lagging(stale_reads, stale_lists)
 
-    status = run_check(CONFIG, caplog)
+    status = check_in_process(CONFIG, caplog)
 
     assert status.status == Status.FAILED
     assert expected in status.message

@@ -1,6 +1,5 @@
 """Progress lines: per stream records, bytes and rate, request counts and quota, at the interval and not more often."""
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -21,11 +20,6 @@ class Stream:
 @pytest.fixture
 def now(mocker):
     return mocker.patch.object(progress_module.time, "monotonic", return_value=100.0)
-
-
-@pytest.fixture(autouse=True)
-def _capture_logs(caplog):
-    caplog.set_level(logging.INFO, logger="airbyte")
 
 
 def test_reports_per_stream_counts_and_rate_once_per_interval(now, caplog):

@@ -20,6 +20,11 @@ class TestStandard(DestinationTestSuiteBase):
     connector = DestinationKvdb
 
     @pytest.fixture(autouse=True)
+    def _backoff_on_the_fake_clock(self, clock) -> None:
+        """The invalid config's check retries an unreachable server for its whole budget: on the fake clock
+        (unit_tests/conftest.py) that costs no real time."""
+
+    @pytest.fixture(autouse=True)
     def _skip_scenarios_without_their_secrets(self, request: pytest.FixtureRequest) -> None:
         callspec = getattr(request.node, "callspec", None)
         scenario = callspec.params.get("scenario") if callspec else None

@@ -4,7 +4,6 @@ The CDK's in-process interface (and the platform simulator) build many writers i
 leaked clock thread would tick for the rest of it.
 """
 
-import socket
 import threading
 import time
 
@@ -14,17 +13,15 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.client import KvdbClient
 from destination_kvdb.writer import KvdbWriter
-from integration_tests.harness import catalog, configured_stream
+from integration_tests.support.messages import catalog, configured_stream
+from integration_tests.support.waiting import free_port
 
 THREAD_EXIT_DEADLINE_SECONDS = 10.0
 
 
 def unused_loopback_url() -> str:
     """A loopback address nothing listens on: the writer must fail before any request."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 def writer_threads_started_since(before: set[threading.Thread]) -> list[threading.Thread]:

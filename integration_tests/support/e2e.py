@@ -18,8 +18,8 @@ from typing import Any, Optional
 
 import pytest
 
-from integration_tests import harness
-from integration_tests.harness import REPO_ROOT, Run, parse_output, write_json
+from integration_tests.support.connector import REPO_ROOT, RUN_TIMEOUT_SECONDS, ConnectorProcess, Run, write_json
+from integration_tests.support.messages import parse_output
 
 FAKER_STREAMS = ("products", "users", "purchases")
 SETUP_SCRIPT = "scripts/setup_e2e_envs.sh"
@@ -62,7 +62,7 @@ def discover_streams(faker: Path, config_path: str) -> list[dict]:
     completed = subprocess.run(
         [str(faker), "discover", "--config", config_path],
         capture_output=True,
-        timeout=harness.RUN_TIMEOUT_SECONDS,
+        timeout=RUN_TIMEOUT_SECONDS,
         env=source_env(),
     )
     assert completed.returncode == 0, completed.stderr.decode()[-2000:]
@@ -129,7 +129,7 @@ def run_pipeline(
 ) -> Pipeline:
     """Streams the source's stdout into the connector's stdin line by line (a real pipe, both processes
     running at once), keeping a copy of every source line. Both are killed if the pair outlives
-    harness.RUN_TIMEOUT_SECONDS."""
+    RUN_TIMEOUT_SECONDS."""
     work = tmp_path / name
     work.mkdir()
     source_cmd = [
@@ -142,30 +142,19 @@ def run_pipeline(
     ]
     if source_state is not None:
         source_cmd += ["--state", write_json(work / "source_state.json", source_state)]
-    destination_cmd = harness.connector_command(
-        "write",
-        "--config",
-        write_json(work / "destination_config.json", destination_config),
-        "--catalog",
-        write_json(work / "destination_catalog.json", source_catalog),
-    )
+    destination = ConnectorProcess.write(work, destination_config, source_catalog)
     source_lines: list[bytes] = []
     broken_pipe = False
-    with open(work / "source.stderr", "wb+") as source_err, open(work / "dest.stdout", "wb+") as dest_out, open(
-        work / "dest.stderr", "wb+"
-    ) as dest_err:
-        destination = subprocess.Popen(
-            destination_cmd, stdin=subprocess.PIPE, stdout=dest_out, stderr=dest_err, env=harness.connector_env(), cwd=REPO_ROOT
-        )
+    with open(work / "source.stderr", "wb+") as source_err:
         source = subprocess.Popen(source_cmd, stdout=subprocess.PIPE, stderr=source_err, env=source_env(), cwd=work)
         timed_out = threading.Event()
 
         def kill_both() -> None:
             timed_out.set()
-            for process in (source, destination):
-                process.kill()
+            source.kill()
+            destination.kill()
 
-        watchdog = threading.Timer(harness.RUN_TIMEOUT_SECONDS, kill_both)
+        watchdog = threading.Timer(RUN_TIMEOUT_SECONDS, kill_both)
         watchdog.start()
         try:
             for line in source.stdout:
@@ -173,34 +162,26 @@ def run_pipeline(
                 if broken_pipe:
                     continue  # keep draining so the source can finish; the destination is gone
                 try:
-                    destination.stdin.write(line)
+                    destination.send([line.rstrip(b"\n")])
                 except BrokenPipeError:
                     broken_pipe = True
             source.stdout.close()
-            try:
-                destination.stdin.close()
-            except BrokenPipeError:
-                broken_pipe = True
             source_exit_code = source.wait()
-            destination_exit_code = destination.wait()
+            run = destination.finish()
         finally:
             watchdog.cancel()
-            for process in (source, destination):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
+            if source.poll() is None:
+                source.kill()
+                source.wait()
+            destination.kill()
         source_err.seek(0)
-        dest_out.seek(0)
-        dest_err.seek(0)
-        stdout, stderr = dest_out.read().decode(), dest_err.read().decode()
         source_stderr = source_err.read().decode(errors="replace")
-    harness.captured_output.extend([stdout, stderr])
     source_messages = [json.loads(line) for line in source_lines if line.strip()]
     return Pipeline(
         source_exit_code,
         source_messages,
         source_stderr,
-        Run(destination_exit_code, stdout, stderr, parse_output(stdout)),
+        run,
         timed_out.is_set(),
         broken_pipe,
     )

@@ -1,153 +1,29 @@
 """A platform simulator: jobs of several attempts, a resumable source, kills, and invariants after every attempt.
 
-It drives the real connector (`main.py write`, stdin/stdout pipes) the way the Airbyte platform does
-(see /work/shared/platform-behaviour.md): every attempt of a job is a fresh process with the same
+It drives the real connector (`main.py write`, stdin/stdout pipes) the way the Airbyte platform does:
+every attempt of a job is a fresh process with the same
 catalog; the source resumes from the last state the connector echoed; after a source that succeeded
 the platform sends STREAM_STATUS COMPLETE for every catalog stream, after one that failed nothing.
 
-Starting Python and importing airbyte-cdk costs about 1.5 s of CPU, so attempts are forked from a
-"zygote": a process that imported the connector once and then, per attempt, forks a child that
-takes the test's pipes as its stdin/stdout/stderr and runs main.py as `python main.py` would. The
-zygote has a single thread when it forks, and it alone reaps (and, when asked, SIGKILLs) its
-children, so a kill can never hit a recycled pid.
+Attempts are forked from a zygote (zygote.py), so each is a real process without the import cost.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-import runpy
 import random
 import re
-import select
 import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-ZYGOTE_TIMEOUT_SECONDS = 120
-
-# Zygote side (runs in its own process: `python platform_sim.py <socket path>`)
-
-
-def _serve_forks(socket_path: str, main: str) -> list[str]:
-    """Fork one child per request; in the child, return main.py's argv. The parent never returns."""
-    import destination_kvdb.run  # noqa: F401  (the imports each attempt would otherwise pay for)
-
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(socket_path)
-    listener.listen()
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    while True:
-        conn, _ = listener.accept()
-        payload, fds, _, _ = socket.recv_fds(conn, 65536, 3)
-        if threading.active_count() != 1:
-            raise RuntimeError("the zygote must not fork with other threads running")
-        pid = os.fork()
-        if pid == 0:
-            listener.close()
-            conn.close()
-            for target, fd in enumerate(fds):
-                os.dup2(fd, target)
-                os.close(fd)
-            return [main, *json.loads(payload)]
-        for fd in fds:
-            os.close(fd)
-        conn.sendall(b"%d\n" % pid)
-        _supervise(conn, pid)
-
-
-def _supervise(conn: socket.socket, pid: int) -> None:
-    """Wait for the child, SIGKILL it when the test says "kill", and report its exit code like Popen does."""
-    child = os.pidfd_open(pid)
-    try:
-        watched = [conn, child]
-        while True:
-            ready, _, _ = select.select(watched, [], [])
-            if child in ready:
-                break
-            if conn.recv(16):  # "kill"; the child is not reaped yet, so its pid is still its own
-                os.kill(pid, signal.SIGKILL)
-            else:  # the test hung up: just wait for the child
-                watched.remove(conn)
-    finally:
-        os.close(child)
-    _, status = os.waitpid(pid, 0)
-    conn.sendall(b"%d\n" % os.waitstatus_to_exitcode(status))
-    conn.close()
-
-
-# Test side
-
-
-@dataclass
-class Child:
-    """One connector process forked by the zygote, with the test's ends of its pipes."""
-
-    control: socket.socket
-    replies: object
-    pid: int
-    stdin: object
-    stdout: object
-    stderr: object
-
-    def kill(self) -> None:
-        try:
-            self.control.sendall(b"kill")
-        except OSError:
-            pass  # the child ended already and the zygote reported it
-
-    def wait(self, timeout: float = ZYGOTE_TIMEOUT_SECONDS) -> int:
-        self.control.settimeout(timeout)
-        exit_code = int(self.replies.readline())
-        self.replies.close()
-        self.control.close()
-        return exit_code
-
-
-class Zygote:
-    """Starts the zygote process; spawn() forks a connector child from it."""
-
-    def __init__(self, work_dir: Path, connector_root: Path = REPO_ROOT):
-        """connector_root: the checkout whose main.py runs (another one lets the simulator test an older commit)."""
-        self.socket_path = str(work_dir / "zygote.sock")
-        env = {**os.environ, "PYTHONPATH": str(connector_root)}
-        self.process = subprocess.Popen(
-            [sys.executable, __file__, self.socket_path, str(connector_root / "main.py")],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, cwd=connector_root,
-        )
-        if self.process.stdout.readline() != b"ready\n":
-            self.process.wait(ZYGOTE_TIMEOUT_SECONDS)
-            raise RuntimeError(f"the zygote did not start (exit code {self.process.returncode})")
-
-    def spawn(self, args: list[str]) -> Child:
-        stdin_read, stdin_write = os.pipe()
-        stdout_read, stdout_write = os.pipe()
-        stderr_read, stderr_write = os.pipe()
-        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        control.connect(self.socket_path)
-        socket.send_fds(control, [json.dumps(args).encode()], [stdin_read, stdout_write, stderr_write])
-        for fd in (stdin_read, stdout_write, stderr_write):
-            os.close(fd)
-        control.settimeout(ZYGOTE_TIMEOUT_SECONDS)
-        replies = control.makefile("rb")
-        pid = int(replies.readline())
-        return Child(control, replies, pid, open(stdin_write, "wb"), open(stdout_read, "rb"), open(stderr_read, "rb"))
-
-    def close(self) -> None:
-        self.process.stdout.close()
-        self.process.kill()
-        self.process.wait(ZYGOTE_TIMEOUT_SECONDS)
-
+from integration_tests.support.connector import ConnectorProcess
+from integration_tests.support.kvdb import SECRETS_IN_USE
+from integration_tests.support.zygote import ZYGOTE_TIMEOUT_SECONDS, Zygote
 
 # The source and the platform
 
@@ -460,32 +336,16 @@ class AttemptResult:
 
 def run_attempt(zygote: Zygote, args: list[str], lines: list[Line], kill_after: Optional[int]) -> AttemptResult:
     """Feed the lines to a fresh connector through its stdin pipe; SIGKILL it after kill_after lines if given."""
-    child = zygote.spawn(args)
-    output: dict[str, bytes] = {}
-    readers = [
-        threading.Thread(target=lambda: output.__setitem__("stdout", child.stdout.read()), daemon=True),
-        threading.Thread(target=lambda: output.__setitem__("stderr", child.stderr.read()), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
+    process = ConnectorProcess(args, forked_from=zygote)
     written = len(lines) if kill_after is None else kill_after
     try:
-        child.stdin.write(b"".join(line.raw + b"\n" for line in lines[:written]))
-        child.stdin.flush()
+        process.send(line.raw for line in lines[:written])
     except BrokenPipeError:
         pass  # it ended on its own; its exit code tells why
     if kill_after is not None:
-        child.kill()
-    try:
-        child.stdin.close()
-    except BrokenPipeError:
-        pass
-    exit_code = child.wait()
-    for reader in readers:
-        reader.join(ZYGOTE_TIMEOUT_SECONDS)
-    child.stdout.close()
-    child.stderr.close()
-    return AttemptResult(lines, written, exit_code, output["stdout"], output["stderr"])
+        process.send_signal(signal.SIGKILL)
+    run = process.finish(ZYGOTE_TIMEOUT_SECONDS, input_open=kill_after is not None)
+    return AttemptResult(lines, written, run.exit_code, process.stdout_bytes, process.stderr_bytes)
 
 
 def wait_until_server_idle(server, timeout: float = 30) -> None:
@@ -737,8 +597,6 @@ class Simulator:
         """The job's config, with an access token for key_prefix instead of the secret key in a share of the jobs."""
         if random.Random(f"{self.seed}/{job.number}/token").random() >= TOKEN_JOB_SHARE:
             return job.config
-        from integration_tests.harness import SECRETS_IN_USE  # the test side's leak scan (the zygote never gets here)
-
         token = self.server.mint_token(self.bucket_id, self.key_prefix, TOKEN_PERMISSIONS, ttl=86_400)
         SECRETS_IN_USE.add(token)
         return {**{name: value for name, value in job.config.items() if name != "secret_key"}, "access_token": token}
@@ -804,7 +662,3 @@ class Simulator:
         )
 
 
-if __name__ == "__main__":
-    sys.argv = _serve_forks(sys.argv[1], sys.argv[2])
-    sys.path[0] = os.path.dirname(sys.argv[0])  # as for `python main.py`
-    runpy.run_path(sys.argv[0], run_name="__main__")
