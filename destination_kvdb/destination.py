@@ -34,6 +34,7 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb import config_problems
 from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.transactions import set_op
@@ -143,22 +144,15 @@ class DestinationKvdb(Destination):
         """Register the secret for masking, validate without ever quoting a value, fill in the spec's defaults."""
         spec = self.spec(logger).connectionSpecification
         update_secrets(get_secrets(spec, config) if isinstance(config, Mapping) else [])
+        # Names only: a value might be a secret under a misspelt name (e.g. "secretkey").
+        unknown = config_problems.unknown_fields(spec, config)
         error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(spec).iter_errors(config))
         if error is None:
-            unknown = sorted(name for name in config if name not in spec["properties"])
-            if unknown:  # names only: a value might be a secret under a misspelt name (e.g. "secretkey")
+            if unknown:
                 logger.warning(f"Config fields not in the spec are ignored: {', '.join(repr(name) for name in unknown)}")
             defaults = {name: field["default"] for name, field in spec["properties"].items() if "default" in field}
             return {**defaults, **config}
-        field = ".".join(str(part) for part in error.absolute_path) or "config"
-        described = spec["properties"].get(field, {})
-        if error.validator == "required":
-            problem = error.message
-        elif error.validator == "pattern" and "pattern_descriptor" in described:
-            problem = f"'{field}' must be {described['pattern_descriptor']}, for example {described['examples'][0]}"
-        else:
-            problem = f"'{field}' is invalid ({error.validator}: see the spec)"
-        raise _config_error(f"Invalid config: {problem}")
+        raise _config_error(f"Invalid config: {config_problems.describe(error, spec, unknown)}")
 
     def _write(
         self,
