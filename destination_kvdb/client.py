@@ -114,6 +114,11 @@ def _transient(message: str) -> AirbyteTracedException:
     return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
 
 
+def _gave_up(problem: str, attempts: int, seconds: float, max_retry_seconds: float) -> AirbyteTracedException:
+    """The real attempts and time: the last retry starts before the limit, so they are what the user waited."""
+    return _transient(f"{problem}; gave up after {attempts} attempts in {seconds:.1f} s (retries stop before {max_retry_seconds:.0f} s)")
+
+
 def _short_reason(error: Exception) -> str:
     """The last, most specific line of a requests/urllib3 error, without its long nesting."""
     text = str(error).split(": ")[-1].strip(" ')\"")
@@ -153,7 +158,8 @@ class KvdbSession(requests.Session):
         policy = self.policy
         kwargs["allow_redirects"] = False  # followed, a POST answered 301 becomes a GET that "succeeds"
         kwargs["timeout"] = (policy.connect_timeout_seconds, policy.read_timeout_seconds)
-        retry_deadline = time.monotonic() + policy.max_retry_seconds
+        started = time.monotonic()
+        retry_deadline = started + policy.max_retry_seconds
         if self._give_up_at is not None:
             retry_deadline = min(retry_deadline, self._give_up_at)
             left = max(0.5, self._give_up_at - time.monotonic())
@@ -189,7 +195,7 @@ class KvdbSession(requests.Session):
                 problem = f"KvDB answered {response.status_code}{_server_message(response)}"
                 delay = max(policy.backoff(attempt), _retry_after(response) or 0.0)
             if time.monotonic() + delay > retry_deadline:
-                raise _transient(f"{problem}; gave up after retrying for {policy.max_retry_seconds:.0f} s")
+                raise _gave_up(problem, attempt + 1, time.monotonic() - started, policy.max_retry_seconds)
             logger.info(f"{problem}; retrying in {delay:.1f} s")
             time.sleep(delay)
             attempt += 1

@@ -45,10 +45,6 @@ class TokenScope:
     permissions: frozenset[str]
 
 
-def _config_error(message: str) -> AirbyteTracedException:
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
-
-
 @dataclass(frozen=True)
 class Credential:
     secret: str = field(repr=False)
@@ -57,16 +53,9 @@ class Credential:
 
     @classmethod
     def of(cls, config: Mapping[str, Any]) -> "Credential":
-        """The credential a validated config names; exactly one of secret_key and access_token."""
-        secret_key, token = config.get("secret_key"), config.get("access_token")
-        if secret_key and token:
-            raise _config_error(
-                "Invalid config: give either 'secret_key' or 'access_token', not both; remove 'secret_key' "
-                "(the access token is the narrower credential)"
-            )
-        if not secret_key and not token:
-            raise _config_error("Invalid config: 'secret_key' or 'access_token' is required (one of them, not both)")
-        return cls(token or secret_key, bool(token), config.get("key_prefix", ""))
+        """The credential a validated config names (it has exactly one of secret_key and access_token)."""
+        token = config.get("access_token")
+        return cls(token or config["secret_key"], bool(token), config.get("key_prefix", ""))
 
     @property
     def name(self) -> str:

@@ -12,13 +12,11 @@ import logging
 import queue
 import sys
 import threading
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import jsonschema
 import orjson
 from airbyte_cdk.destinations import Destination
-from airbyte_cdk.exception_handler import init_uncaught_exception_handler
-from airbyte_cdk.logger import PRINT_BUFFER
 from airbyte_cdk.models import (
     AirbyteConnectionStatus,
     AirbyteMessage,
@@ -32,10 +30,13 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb import config_problems
 from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.credentials import Credential
+from destination_kvdb.output import claim_the_end, print_line, report
 from destination_kvdb.probe import probe
-from destination_kvdb.reader import LineBlocks, fd_chunks, line_chunks
+from destination_kvdb.reader import InputInterrupted, LineBlocks, fd_chunks, line_chunks
+from destination_kvdb.stopping import Stopping, stopped_error
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 
 logger = logging.getLogger("airbyte")
@@ -50,31 +51,60 @@ CHECK_POLICY = RetryPolicy(
 )
 
 
-def print_line(line: bytes) -> None:
-    """Print one protocol message and flush, after any log lines the CDK still buffers."""
-    with PRINT_BUFFER.lock:
-        PRINT_BUFFER.flush()
-        sys.__stdout__.buffer.write(line + b"\n")
-        sys.__stdout__.buffer.flush()
+USAGE = """usage: python main.py spec
+       python main.py check --config CONFIG
+       python main.py write --config CONFIG --catalog CATALOG < MESSAGES
+
+  spec    print the connector's specification: its config fields, as JSON
+  check   test CONFIG (a JSON file) against KvDB: write, list and delete a probe key under key_prefix
+  write   store the Airbyte messages read from stdin (JSON lines) in KvDB, the streams as CATALOG
+          (a configured catalog, JSON) says, and echo each state once its records are stored
+"""
+COMMANDS = ("spec", "check", "write")
 
 
 class DestinationKvdb(Destination):
     def run(self, args: list[str]) -> None:
+        """The command line: a usage for no or an unknown command (exit 2); one ERROR trace for a failure (exit 1)."""
+        if not args or args[0] not in COMMANDS:
+            if args and args[0] in ("-h", "--help"):
+                sys.stdout.write(USAGE)
+                return
+            sys.stderr.write(("no command given" if not args else f"unknown command {args[0][:40]!r}") + "\n" + USAGE)
+            sys.exit(2)
         parsed_args = self.parse_args(args)
-        if parsed_args.command == "check":
-            init_uncaught_exception_handler(logger)
+        try:
+            self._run_command(parsed_args)
+        except KeyboardInterrupt:  # Ctrl-C before write's own handling began, or during spec or check
+            claim_the_end()
+            report(stopped_error("SIGINT", 0))
+            sys.exit(130)
+        except Exception as error:
+            claim_the_end()
+            report(error)
+            sys.exit(1)
+
+    def _run_command(self, parsed_args: Any) -> None:
+        if parsed_args.command == "spec":
+            print_line(orjson.dumps(AirbyteMessageSerializer.dump(AirbyteMessage(type=Type.SPEC, spec=self.spec(logger)))))
+        elif parsed_args.command == "check":
             print_line(orjson.dumps(AirbyteMessageSerializer.dump(self._check_file(parsed_args.config))))
-            return
-        if parsed_args.command != "write":
-            super().run(args)
-            return
-        init_uncaught_exception_handler(logger)
-        config = self._validated_config(self.read_config(config_path=parsed_args.config))
-        catalog = _catalog(parsed_args.catalog)
+        else:
+            self._run_write(parsed_args.config, parsed_args.catalog)
+
+    def _run_write(self, config_path: str, catalog_path: str) -> None:
+        """`write` on stdin, stopped safely by SIGTERM or SIGINT (stopping.py)."""
+        config = self._validated_config(self.read_config(config_path=config_path))
+        catalog = _catalog(catalog_path)
         logger.info("Begin writing to KvDB...")
         # What the CDK imported lives for the whole process: keep the cyclic GC from rescanning it.
         gc.freeze()
-        self._write(config, catalog, LineBlocks(fd_chunks(sys.stdin.fileno())), print_line)
+        blocks = LineBlocks(fd_chunks(sys.stdin.fileno()))
+        stopping = Stopping(config["max_stop_seconds"], blocks)
+        try:
+            self._write(config, catalog, blocks, print_line, stopping)
+        except InputInterrupted:
+            stopping.end()
 
     def write(
         self,
@@ -138,22 +168,17 @@ class DestinationKvdb(Destination):
         """Register the secret for masking, validate without ever quoting a value, fill in the spec's defaults."""
         spec = self.spec(logger).connectionSpecification
         update_secrets(get_secrets(spec, config) if isinstance(config, Mapping) else [])
+        # Names only: a value might be a secret under a misspelt name (e.g. "secretkey").
+        unknown = config_problems.unknown_fields(spec, config)
         error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(spec).iter_errors(config))
+        if error is None and (problem := config_problems.credential_problem(config, unknown)):
+            raise _config_error(f"Invalid config: {problem}")
         if error is None:
-            unknown = sorted(name for name in config if name not in spec["properties"])
-            if unknown:  # names only: a value might be a secret under a misspelt name (e.g. "secretkey")
+            if unknown:
                 logger.warning(f"Config fields not in the spec are ignored: {', '.join(repr(name) for name in unknown)}")
             defaults = {name: field["default"] for name, field in spec["properties"].items() if "default" in field}
             return {**defaults, **config}
-        field = ".".join(str(part) for part in error.absolute_path) or "config"
-        described = spec["properties"].get(field, {})
-        if error.validator == "required":
-            problem = error.message
-        elif error.validator == "pattern" and "pattern_descriptor" in described:
-            problem = f"'{field}' must be {described['pattern_descriptor']}, for example {described['examples'][0]}"
-        else:
-            problem = f"'{field}' is invalid ({error.validator}: see the spec)"
-        raise _config_error(f"Invalid config: {problem}")
+        raise _config_error(f"Invalid config: {config_problems.describe(error, spec, unknown)}")
 
     def _write(
         self,
@@ -161,6 +186,7 @@ class DestinationKvdb(Destination):
         catalog: ConfiguredAirbyteCatalog,
         blocks: LineBlocks,
         emit: Callable[[bytes], None],
+        stopping: Optional[Stopping] = None,
     ) -> None:
         policy = RetryPolicy(
             max_retry_seconds=config["max_retry_seconds"], max_rate_limit_wait_seconds=config["max_rate_limit_wait_seconds"]
@@ -175,7 +201,10 @@ class DestinationKvdb(Destination):
                 max_listing_lag_seconds=config["max_listing_lag_seconds"],
                 key_prefix=config["key_prefix"],
             )
-            KvdbWriter(catalog, client, emit, options).write(blocks)
+            writer = KvdbWriter(catalog, client, emit, options)
+            if stopping is not None:
+                stopping.pipeline = writer.pipeline
+            writer.write(blocks)
         finally:
             client.close()
 

@@ -32,9 +32,12 @@ class AckPipeline:
         self._waiting_states: deque[tuple[int, bytes]] = deque()
         self._failure: Optional[BaseException] = None
         self._release_failed = False
+        self._records_through: dict[int, int] = {}  # request number -> records received before it was sent
+        self.records_stored = 0  # the records of every request up to the last one acknowledged in order
 
-    def submit(self, body: bytes, conflict_keys: set[str]) -> None:
-        """Send a transaction body; blocks while the pool is full or a request touching the same keys runs."""
+    def submit(self, body: bytes, conflict_keys: set[str], records: int = 0) -> None:
+        """Send a transaction body holding the records up to the `records`th; blocks while the pool is full or a
+        request touching the same keys runs."""
         self._raise_if_failed()
         self._forget_finished()
         clashing = [future for future, keys in self._in_flight.values() if conflict_keys and not keys.isdisjoint(conflict_keys)]
@@ -46,6 +49,7 @@ class AckPipeline:
         self._raise_if_failed()
         self._submitted += 1
         number = self._submitted
+        self._records_through[number] = records
         self._in_flight[number] = (self._executor.submit(self._send_and_ack, number, body), conflict_keys)
 
     def add_state(self, state_line: bytes, after_next_request: bool) -> None:
@@ -72,6 +76,7 @@ class AckPipeline:
                 while self._acked_through + 1 in self._acked_later:
                     self._acked_through += 1
                     self._acked_later.remove(self._acked_through)
+                    self.records_stored = self._records_through.pop(self._acked_through)
                 self._release_ready_states()
         except BaseException as error:
             if not isinstance(error, AirbyteTracedException):  # a bug, not KvDB: say so instead of a bare traceback

@@ -15,6 +15,11 @@ from typing import BinaryIO, Iterable, Iterator, Optional, Union
 CHUNK_BYTES = 1 << 18
 QUEUED_CHUNKS = 8
 _END = object()
+_WAKE = object()
+
+
+class InputInterrupted(Exception):
+    """Reading stopped before the end of input (a signal): what was read may be stored, but nothing may be finalized."""
 
 
 def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
@@ -48,6 +53,7 @@ class LineBlocks:
         self._queue: queue.Queue = queue.Queue(QUEUED_CHUNKS)
         self._partial: list[bytes] = []  # the pieces of a line not ended yet, joined once its newline arrives
         self._ended = False
+        self.interrupted = False
         threading.Thread(target=self._pump, args=(chunks,), name="kvdb-input", daemon=True).start()
 
     def _pump(self, chunks: Iterator[bytes]) -> None:
@@ -62,10 +68,12 @@ class LineBlocks:
     def next_block(self, timeout: Optional[float]) -> Optional[bytes]:
         """Lines ending in a newline (the last line of the input may lack it); None at the end of input."""
         while not self._ended:
+            self._raise_if_interrupted()
             try:
                 item: Union[bytes, BaseException, object] = self._queue.get(timeout=timeout)
             except queue.Empty:
                 return b""
+            self._raise_if_interrupted()  # whatever arrived, even the end of input: a signal is no clean end
             if isinstance(item, BaseException):
                 raise item
             if item is _END:
@@ -80,6 +88,21 @@ class LineBlocks:
                 self._partial.append(item[cut:])
             return block
         return None
+
+    def stop_reading(self) -> None:
+        """From now on next_block raises InputInterrupted. Takes no lock, so a signal handler may call it."""
+        self.interrupted = True
+
+    def wake(self) -> None:
+        """Wake a next_block waiting for input, so that it sees stop_reading (from any thread but a signal handler)."""
+        try:
+            self._queue.put_nowait(_WAKE)
+        except queue.Full:  # next_block is not waiting: it has chunks to take first
+            pass
+
+    def _raise_if_interrupted(self) -> None:
+        if self.interrupted:
+            raise InputInterrupted()
 
     def _take_partial(self, end: bytes) -> bytes:
         """The pieces kept so far followed by `end`, as one bytes object; the pieces are dropped."""

@@ -15,7 +15,7 @@ attempts, and nothing is ever removed before COMPLETE.
 
 A stream that truncates by generation, and every stream once any stream status arrived, is
 finalized only by its COMPLETE; otherwise (hand-piped files, platforms without refreshes) a clean
-end of input completes it.
+end of an input that carried a record or a state of it completes it (writer.py): silence never deletes.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from destination_kvdb.clock import CoarseClock
 from destination_kvdb.finalization import StreamFinalization, WrittenKeys
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress
-from destination_kvdb.reader import LineBlocks, line_chunks
+from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.record_values import Built, OversizedRecord, RecordValues
 from destination_kvdb.retention import Retention
 from destination_kvdb.transactions import SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
@@ -110,6 +110,7 @@ class StreamSink:
         self.records_at_last_state = 0
         self.completed = False
         self.finalized = False
+        self.named_by_state = False  # a STREAM state of this stream arrived: the source read it, even with no record
         self._add = batch.add
         self._add_set = batch.add_set
         self._clock = clock
@@ -228,6 +229,8 @@ class KvdbWriter:
             raise
         self.records_at_last_global_state = 0
         self.statuses_seen = False
+        self.other_messages = 0  # messages other than records of a known stream
+        self._blocks: Optional[LineBlocks] = None
         self.lines = 0  # input lines fully processed
         self._state_waiting_since: Optional[float] = None  # the oldest state waiting for the batch being filled
 
@@ -236,16 +239,16 @@ class KvdbWriter:
         self.write(LineBlocks(line_chunks(line.rstrip(b"\n") for line in lines)))
 
     def write(self, blocks: LineBlocks) -> None:
-        """Process the whole input, then end the sync; on any error store and ack what came before."""
+        """Process the whole input, then end the sync; on any error or signal store and ack what came before."""
+        self._blocks = blocks
         try:
             self._read(blocks)
+            if not self.other_messages and not self.records_received:
+                raise _no_input(self.sinks.values())
             self._commit_all()
             self._end_of_input()
-        except AirbyteTracedException:
-            try:
-                self._commit_all()
-            except AirbyteTracedException as also:
-                logger.info(f"after the error, storing the records before it failed too: {also.message}")
+        except (AirbyteTracedException, InputInterrupted) as error:
+            self._store_before_failing(error)
             raise
         finally:
             self.pipeline.close()
@@ -256,6 +259,20 @@ class KvdbWriter:
         for sink in self.sinks.values():
             if sink.reduced:
                 logger.info(f"stream '{sink.label}': {sink.reduced} records were reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
+
+    def _store_before_failing(self, error: Exception) -> None:
+        """Store the records received before the error or signal, so that the states before it are echoed."""
+        if isinstance(error, AirbyteTracedException) and self.records_received > self.pipeline.records_stored:
+            logger.info("the sync failed: storing the records received before the failure and echoing their states")
+        try:
+            self._commit_all()
+        except AirbyteTracedException as also:
+            logger.info(f"the records received before the failure could not all be stored, so the states after them "
+                        f"were not echoed: {also.message}")
+
+    @property
+    def records_received(self) -> int:
+        return sum(sink.records for sink in self.sinks.values())
 
     # ---------------------------------------------------------------------------------- reading
 
@@ -353,6 +370,7 @@ class KvdbWriter:
             kind = messages.decode(message["type"], str)
         except (KeyError, msgspec.DecodeError):
             raise _error(f"input line {number} is not an Airbyte message (no message type)") from None
+        self.other_messages += 1
         try:
             if kind == "RECORD":
                 self._explain_record(number, message)
@@ -404,8 +422,10 @@ class KvdbWriter:
         if bytes(state.get("type", b"")) == b'"STREAM"':
             sink = self._descriptor_sink(number, messages.fields(state["stream"]))
             count = sink.take_records_since_state() if sink else 0
+            if sink:
+                sink.named_by_state = True
         else:  # GLOBAL and LEGACY states cover every stream
-            total = sum(sink.records for sink in self.sinks.values())
+            total = self.records_received
             count, self.records_at_last_global_state = total - self.records_at_last_global_state, total
         self._add_state(messages.state_echo(message, state, count))
 
@@ -421,7 +441,7 @@ class KvdbWriter:
 
     def _send_batch(self, body: bytes, conflict_keys: set[str]) -> None:
         self._state_waiting_since = None  # every waiting state is now covered by a submitted request
-        self.pipeline.submit(body, conflict_keys)
+        self.pipeline.submit(body, conflict_keys, self.records_received)
 
     # ------------------------------------------------------------------------ stream endings
 
@@ -440,31 +460,55 @@ class KvdbWriter:
         sink.completed = True
         if sink.retention.truncates and not sink.finalized:
             self._commit_all()
-            sink.remove_earlier_data(self.client)
+            self._finalize(sink)
 
     def _commit_all(self) -> None:
         self.batch.flush()
         self.pipeline.drain()
 
+    def _finalize(self, sink: StreamSink) -> None:
+        """Remove the stream's earlier data, unless a signal arrived: a cancelled sync did not complete."""
+        if self._blocks is not None and self._blocks.interrupted:
+            raise InputInterrupted()
+        sink.remove_earlier_data(self.client)
+
     def _end_of_input(self) -> None:
-        """A stream is finalized by its COMPLETE, or by a clean end of input where the rules allow it."""
+        """A stream is finalized by its COMPLETE, or by a clean end of input that carried a message of it where the
+        rules allow it: silence (a stream the input never named) never deletes."""
         incomplete = []
         for sink in self.sinks.values():
             if sink.completed:
                 continue
             if sink.retention.needs_complete(self.statuses_seen):
                 incomplete.append(sink)
-            elif sink.retention.truncates and sink.remove_earlier_data(self.client) and not sink.records:
+            elif sink.retention.truncates and (sink.records or sink.named_by_state):
+                self._finalize(sink)
+            elif sink.retention.truncates:
                 logger.warning(
-                    f"stream '{sink.label}': the input ended cleanly with no record of it and no stream status, which "
-                    f"counts as an empty sync: its earlier keys were removed (see the connector's docs)"
+                    f"stream '{sink.label}': its earlier data was kept: the input ended without any message of it (no "
+                    f"record, no state, no stream status), as when a source never read it; to empty it, send a state "
+                    f"or a STREAM_STATUS COMPLETE for it"
                 )
         if incomplete:
-            labels = [sink.label for sink in incomplete]
-            kept = [sink.label for sink in incomplete if sink.retention.truncates]
-            more = f" and {len(labels) - 5} more" if len(labels) > 5 else ""
+            kept = [sink for sink in incomplete if sink.retention.truncates]
             raise _error(
-                f"stream(s) {', '.join(labels[:5])}{more} did not report COMPLETE; records received were stored and "
-                f"acknowledged" + (f", and the earlier data of {', '.join(kept[:5])} was kept" if kept else ""),
+                f"stream(s) {_labels(incomplete)} did not report COMPLETE; records received were stored and "
+                f"acknowledged" + (f", and the earlier data of {_labels(kept)} was kept" if kept else ""),
                 FailureType.transient_error,
             )
+
+
+def _no_input(sinks: Iterable[StreamSink]) -> AirbyteTracedException:
+    """Not a single message (zero bytes, or blank lines): never a finished sync, so nothing is finalized."""
+    return _error(
+        f"no input arrived on stdin (not a single message): nothing was stored or deleted, so every stream "
+        f"({_labels(sinks)}) kept its earlier data. In a sync this means the source failed before sending anything: "
+        f"see its log",
+        FailureType.transient_error,
+    )
+
+
+def _labels(sinks: Iterable[StreamSink]) -> str:
+    """The first five streams' names, and how many more."""
+    labels = [sink.label for sink in sinks]
+    return ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")

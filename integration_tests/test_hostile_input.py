@@ -256,11 +256,13 @@ def test_several_hostile_lines_stop_at_the_first_bad_one(server, layout, hostile
         assert all(expectation != "error" for _, expectation in hostile)
         check_outcome(server, bucket, messages, len(messages), "tolerated", echoed, None)
         return
-    # The failing line is one of the hostile ones: find the first that fails on its own.
+    # The failing line is one of the hostile ones: find the first that fails on its own (next to a log message, since
+    # an input of nothing but blank lines fails too: no input arrived).
+    log = line_of({"type": "LOG", "log": {"level": "INFO", "message": "not an empty input"}})
     first_bad = next(
         position
         for position, (line, expectation) in zip(positions, hostile)
-        if expectation == "error" or write_in_process(server, new_bucket(server), [line])[1] is not None
+        if expectation == "error" or write_in_process(server, new_bucket(server), [line, log])[1] is not None
     )
     check_outcome(server, bucket, messages, first_bad, "error", echoed, error)
 

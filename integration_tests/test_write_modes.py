@@ -262,9 +262,10 @@ def warnings_of(run) -> list[str]:
 
 
 @pytest.mark.parametrize("generations", [(None, None, None), (1, 2, 3)], ids=["no-generation-ids", "generation-ids"])
-def test_a_clean_end_of_input_that_empties_an_overwritten_stream_warns(tmp_path, kvdb_bucket, generations):
-    """Without statuses and with minimum_generation_id 0, an empty input finalizes the overwrite (documented), even
-    with generation ids; the user is told, since a source that died before its first record looks the same."""
+def test_a_clean_end_of_input_without_a_message_of_an_overwritten_stream_keeps_it_and_warns(tmp_path, kvdb_bucket, generations):
+    """Without statuses and with minimum_generation_id 0, a clean end of input finalizes only the streams it carried a
+    message of, even with generation ids: an input whose one message (a global state) names no stream keeps the
+    stream, and the user is told why, since a source that died before its first record looks the same."""
     config = config_for(kvdb_bucket)
     first, second, third = (catalog(configured_stream("users", "overwrite", generation_id=gen, minimum_generation_id=0)) for gen in generations)
     assert_succeeded(run_write(tmp_path, config, first, [record("users", data) for data in OLD_USERS]))
@@ -273,13 +274,13 @@ def test_a_clean_end_of_input_that_empties_an_overwritten_stream_warns(tmp_path,
     assert warnings_of(refilled) == [], "a sync with records of the stream replaces it without a warning"
     assert stored_values(kvdb_bucket, "users__ab__") == NEW_USERS[:2]
 
-    run = run_write(tmp_path, config, third, [])
+    run = run_write(tmp_path, config, third, [global_state(3)])
 
     assert_succeeded(run)
-    assert stored(kvdb_bucket, "users__ab__") == []
+    assert stored_values(kvdb_bucket, "users__ab__") == NEW_USERS[:2]
     assert warnings_of(run) == [
-        "stream 'users': the input ended cleanly with no record of it and no stream status, which counts as an empty "
-        "sync: its earlier keys were removed (see the connector's docs)"
+        "stream 'users': its earlier data was kept: the input ended without any message of it (no record, no state, "
+        "no stream status), as when a source never read it; to empty it, send a state or a STREAM_STATUS COMPLETE for it"
     ]
 
 

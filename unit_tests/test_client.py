@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 
 import msgspec
@@ -200,7 +201,9 @@ def test_gives_up_after_max_retry_seconds(client, clock, patch_send, respond, ca
     error = raised.value
     assert error.failure_type == FailureType.transient_error
     assert expected in error.message
-    assert "gave up after retrying for 60 s" in error.message
+    gave_up = re.search(r"gave up after (\d+) attempts in ([\d.]+) s \(retries stop before 60 s\)", error.message)
+    assert gave_up and int(gave_up[1]) == send_mock.call_count, error.message  # the real count and time, not the limit
+    assert float(gave_up[2]) == pytest.approx(clock.elapsed, abs=0.05)
     assert sum(clock.sleeps) <= POLICY.max_retry_seconds
     assert clock.elapsed <= POLICY.max_retry_seconds + attempt_seconds  # the budget holds, bar the last attempt
     assert clock.elapsed > POLICY.max_retry_seconds - POLICY.backoff_cap_seconds - attempt_seconds  # and was used

@@ -478,7 +478,8 @@ def update_model(job: Job, result: AttemptResult, echoed: list[Line]) -> list[in
                 entry[1] += 1
                 entry[2] = entry[2] or number < covered_upto
         got_complete = any(line.status and line.stream == index for line in written)
-        clean_end = not result.killed and not statuses_arrived and not stream.truncates_by_generation
+        named = any(line.stream == index for line in written)  # a record, STREAM state or status: silence never deletes
+        clean_end = not result.killed and not statuses_arrived and not stream.truncates_by_generation and named
         if (got_complete and not result.killed) or clean_end:
             completed.append(index)
             _finalize(stream, certain=True)
@@ -517,7 +518,8 @@ def check_exit(job: Job, result: AttemptResult, completed: list[int]) -> list[st
     """Not killed: exit 0 exactly when every stream completed; otherwise a transient error naming the others."""
     if result.killed:
         return []
-    incomplete = [job.streams[index].history for index in range(len(job.streams)) if index not in completed]
+    excused = _left_by_silence(job, result)
+    incomplete = [job.streams[index].history for index in range(len(job.streams)) if index not in completed + excused]
     if not incomplete:
         return [] if result.exit_code == 0 else [f"exit: code {result.exit_code} although every stream completed: {_last_error(result)}"]
     if result.exit_code == 0:
@@ -526,6 +528,16 @@ def check_exit(job: Job, result: AttemptResult, completed: list[int]) -> list[st
     if not error or error.get("failure_type") != "transient_error" or not all(h.name in error.get("message", "") for h in incomplete):
         return [f"exit: expected a transient error naming {', '.join(h.label for h in incomplete)}, got {error}"]
     return []
+
+
+def _left_by_silence(job: Job, result: AttemptResult) -> list[int]:
+    """Streams a clean end of a non-empty input without statuses leaves alone because the input never named them:
+    kept with a warning, not a failure (an empty input fails, naming every stream)."""
+    written = result.lines[: result.written]
+    if not written or any(line.status for line in written):
+        return []
+    named = {line.stream for line in written}
+    return [index for index, stream in enumerate(job.streams) if not stream.truncates_by_generation and index not in named]
 
 
 def _last_error(result: AttemptResult) -> Optional[dict]:

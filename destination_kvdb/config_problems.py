@@ -1,0 +1,61 @@
+"""Config mistakes in a sentence: which field, what it must be, and a likely typo; never a value that could be secret.
+
+The spec (spec.json) is the one source of every rule and bound quoted here.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping, Optional
+
+import jsonschema
+
+CREDENTIAL_FIELDS = ("secret_key", "access_token")
+_TYPES = {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false", "object": "a JSON object"}
+
+
+def unknown_fields(spec: Mapping[str, Any], config: Any) -> list[str]:
+    """The config's field names the spec does not have, sorted: often a misspelt field."""
+    return sorted(name for name in config if name not in spec["properties"]) if isinstance(config, Mapping) else []
+
+
+def describe(error: jsonschema.ValidationError, spec: Mapping[str, Any], unknown: list[str]) -> str:
+    """What is wrong, for `Invalid config: ...`; names unknown fields, and one that looks like a missing field."""
+    field = ".".join(str(part) for part in error.absolute_path) or "config"
+    rules = spec["properties"].get(field, {})
+    if error.validator == "required":
+        missing = next(name for name in error.validator_value if name not in error.instance)
+        problem = f"'{missing}' is required"
+        close = difflib.get_close_matches(missing, unknown, n=1)
+        if close:
+            return f"{problem}; the config has '{close[0]}': did you mean '{missing}'?"
+    elif error.validator in ("minimum", "maximum") and not rules.get("airbyte_secret"):
+        problem = f"{field} must be between {rules['minimum']} and {rules['maximum']}; got {error.instance}"
+    elif error.validator == "type":
+        problem = f"the config must be {_TYPES['object']}" if field == "config" else f"'{field}' must be {_TYPES.get(rules.get('type'), rules.get('type'))}"
+    elif error.validator == "enum":
+        problem = f"'{field}' must be one of {', '.join(rules['enum'])}"
+    elif error.validator == "minLength" and rules.get("minLength") == 1:
+        problem = f"'{field}' must not be empty"
+    elif error.validator == "pattern" and "pattern_descriptor" in rules:
+        problem = f"'{field}' must be {rules['pattern_descriptor']}, for example {rules['examples'][0]}"
+    else:
+        problem = f"'{field}' is invalid ({error.validator}: see the spec)"
+    if unknown:
+        problem += f" (fields not in the spec: {', '.join(repr(name) for name in unknown)})"
+    return problem
+
+
+def credential_problem(config: Mapping[str, Any], unknown: list[str]) -> Optional[str]:
+    """Exactly one of secret_key and access_token; when neither is given, a misspelt one is named."""
+    given = [name for name in CREDENTIAL_FIELDS if config.get(name)]
+    if len(given) == 2:
+        return "give either 'secret_key' or 'access_token', not both; remove 'secret_key' (the access token is the narrower credential)"
+    if given:
+        return None
+    problem = "'secret_key' or 'access_token' is required (one of them, not both)"
+    for name in CREDENTIAL_FIELDS:
+        close = difflib.get_close_matches(name, unknown, n=1)
+        if close:
+            return f"{problem}; the config has '{close[0]}': did you mean '{name}'?"
+    return problem

@@ -1,0 +1,88 @@
+"""SIGTERM and SIGINT during `write`: stop reading, store what arrived, echo its states, exit within a bound.
+
+Airbyte cancels a sync by stopping the destination's container: SIGTERM, then SIGKILL after a grace
+period (`docker stop`: 10 s, Kubernetes: 30 s); a shell's Ctrl-C sends SIGINT. The next attempt resumes
+from the last state echoed, so every state echoed before exiting saves re-reading its records against
+KvDB's quota. A signal never finalizes a stream: a cancelled stream did not complete.
+
+The handler only sets a flag and writes a byte to a pipe: it runs on the main thread between any two
+bytecodes, where taking a lock could deadlock with the code it interrupted. A watcher thread does the
+rest: it wakes the main thread out of its wait for input, and ends the process at once on a second
+signal, or when max_stop_seconds have passed (KvDB not answering).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+from typing import Callable, Optional
+
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb.output import claim_the_end, report
+from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.reader import LineBlocks
+
+logger = logging.getLogger("airbyte")
+
+EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
+
+
+def stopped_error(signal_name: str, records_stored: int, reason: str = "") -> AirbyteTracedException:
+    message = (
+        f"stopped by {signal_name}: {records_stored} records were stored; the next sync resumes from the last state "
+        f"echoed, and no stream was finalized (nothing deleted)" + (f"; {reason}" if reason else "")
+    )
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
+
+
+class Stopping:
+    """Installs the handlers for SIGTERM and SIGINT; `end` reports the stop and exits with 128 + the signal."""
+
+    def __init__(self, max_seconds: float, blocks: LineBlocks):
+        self.max_seconds = max_seconds
+        self.received: Optional[signal.Signals] = None
+        self.pipeline: Optional[AckPipeline] = None  # counts the records stored, once the writer exists
+        self._blocks = blocks
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        threading.Thread(target=self._watch, name="kvdb-stop", daemon=True).start()
+        for number in EXIT_CODES:
+            signal.signal(number, self._on_signal)
+
+    def _on_signal(self, number: int, _frame: object) -> None:
+        self.received = self.received or signal.Signals(number)
+        self._blocks.stop_reading()
+        try:
+            os.write(self._wake_write, bytes([number]))
+        except BlockingIOError:  # a pipe full of signals: the watcher has enough to act on
+            pass
+
+    def _watch(self) -> None:
+        first = signal.Signals(os.read(self._wake_read, 1)[0])
+        logger.info(
+            f"received {first.name}: reading no more input; storing the records received so far and echoing their "
+            f"states, for at most {self.max_seconds:g} s (max_stop_seconds)"
+        )
+        self._blocks.wake()
+        again, _, _ = select.select([self._wake_read], [], [], self.max_seconds)
+        if again:
+            reason = f"a second {signal.Signals(os.read(self._wake_read, 1)[0]).name} ended the wait for KvDB"
+        else:
+            reason = (
+                f"KvDB had not answered every request after {self.max_seconds:g} s (max_stop_seconds); "
+                f"requests still unanswered may or may not have been applied"
+            )
+        self.end(reason, os._exit)
+
+    def end(self, reason: str = "", exit: Callable[[int], object] = sys.exit) -> None:
+        """Print the stop's ERROR trace and exit; only the first thread to end the run gets past claim_the_end."""
+        claim_the_end()
+        received = self.received or signal.SIGTERM
+        report(stopped_error(received.name, self.pipeline.records_stored if self.pipeline else 0, reason))
+        exit(EXIT_CODES[received])
