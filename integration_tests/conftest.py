@@ -3,7 +3,7 @@
 import pytest
 
 from integration_tests.support.connector import captured_output
-from integration_tests.support.kvdb import SECRETS_IN_USE, KvdbBucket, new_secret
+from integration_tests.support.kvdb import SECRETS_IN_USE, LocalBucket, new_secret
 from local_kvdb import LocalKvdbServer
 
 
@@ -29,10 +29,10 @@ def local_kvdb(local_kvdb_factory) -> LocalKvdbServer:
 
 
 @pytest.fixture
-def kvdb_bucket(local_kvdb) -> KvdbBucket:
+def kvdb_bucket(local_kvdb) -> LocalBucket:
     """A bucket with a secret key on the local_kvdb server."""
     secret_key = new_secret()
-    return KvdbBucket(local_kvdb, local_kvdb.create_bucket(secret_key=secret_key), secret_key)
+    return LocalBucket(local_kvdb, local_kvdb.create_bucket(secret_key=secret_key), secret_key)
 
 
 @pytest.fixture
@@ -45,10 +45,10 @@ def secrets_in_use() -> set[str]:
 def make_bucket():
     """Creates a bucket with a fresh registered secret on any LocalKvdbServer."""
 
-    def make(server: LocalKvdbServer, **options) -> KvdbBucket:
+    def make(server: LocalKvdbServer, **options) -> LocalBucket:
         secret_key = options.pop("secret_key", None) or new_secret()
         SECRETS_IN_USE.add(secret_key)
-        return KvdbBucket(server, server.create_bucket(secret_key=secret_key, **options), secret_key)
+        return LocalBucket(server, server.create_bucket(secret_key=secret_key, **options), secret_key)
 
     return make
 

@@ -20,7 +20,7 @@ from destination_kvdb.credentials import Credential, TokenScope
 from destination_kvdb.destination import DestinationKvdb
 from integration_tests.support.clock import FakeClock
 from integration_tests.support.connector import captured_output, run_check, run_write, shared_zygote
-from integration_tests.support.kvdb import KvdbBucket, config_for, new_secret, stored
+from integration_tests.support.kvdb import LocalBucket, config_for, new_secret, stored
 from integration_tests.support.messages import catalog, configured_stream, record, stream_state, stream_status
 from integration_tests.support.platform_sim import Simulator
 from integration_tests.support.zygote import REPO_ROOT
@@ -46,7 +46,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def shared_bucket(local_kvdb_factory, make_bucket, clock) -> KvdbBucket:
+def shared_bucket(local_kvdb_factory, make_bucket, clock) -> LocalBucket:
     """A bucket that another application already uses, holding OTHER_KEYS as raw values."""
     bucket = make_bucket(local_kvdb_factory(clock=clock))
     for key, value in OTHER_KEYS.items():
@@ -55,19 +55,19 @@ def shared_bucket(local_kvdb_factory, make_bucket, clock) -> KvdbBucket:
     return bucket
 
 
-def token_for(bucket: KvdbBucket, secrets_in_use: set[str], prefix: str = KEY_PREFIX, permissions=SYNC, ttl: int = 86_400) -> str:
+def token_for(bucket: LocalBucket, secrets_in_use: set[str], prefix: str = KEY_PREFIX, permissions=SYNC, ttl: int = 86_400) -> str:
     token = bucket.server.mint_token(bucket.bucket_id, prefix, tuple(permissions), ttl)
     secrets_in_use.add(token)
     return token
 
 
-def token_config(bucket: KvdbBucket, token: str, **overrides) -> dict:
+def token_config(bucket: LocalBucket, token: str, **overrides) -> dict:
     config = config_for(bucket, access_token=token, key_prefix=KEY_PREFIX, **overrides)
     del config["secret_key"]
     return config
 
 
-def other_keys_unchanged(bucket: KvdbBucket) -> None:
+def other_keys_unchanged(bucket: LocalBucket) -> None:
     assert {key: bucket.server.raw_value(bucket.bucket_id, key) for key in OTHER_KEYS} == OTHER_KEYS
     ours = [key for key, _ in stored(bucket) if key not in OTHER_KEYS]
     assert all(key.startswith(KEY_PREFIX) for key in ours), ours

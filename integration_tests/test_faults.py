@@ -23,7 +23,7 @@ from destination_kvdb import keys
 from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.transactions import set_op
 from integration_tests.support.connector import REPO_ROOT, ConnectorProcess, run_write, write_json
-from integration_tests.support.kvdb import KvdbBucket, config_for, new_secret
+from integration_tests.support.kvdb import LocalBucket, config_for, new_secret
 from integration_tests.support.messages import (
     canonical,
     catalog,
@@ -127,13 +127,13 @@ def test_flaky_server_stores_every_record_exactly_once_and_echoes_every_state(tm
 
 
 @pytest.fixture(params=["every-request-500", "nothing-listening"])
-def dead_endpoint(request, local_kvdb_factory, make_bucket) -> tuple[KvdbBucket, Optional[LocalKvdbServer]]:
+def dead_endpoint(request, local_kvdb_factory, make_bucket) -> tuple[LocalBucket, Optional[LocalKvdbServer]]:
     """A bucket whose server answers 500 to everything, or a base URL where nothing listens."""
     if request.param == "every-request-500":
         server = local_kvdb_factory(faults={"error_500_rate": 1.0})
         return make_bucket(server), server
     nowhere = LocalKvdbServer(port=free_port())  # never started: only its URL is used
-    return KvdbBucket(nowhere, "nobucket", new_secret("unreachable-")), None
+    return LocalBucket(nowhere, "nobucket", new_secret("unreachable-")), None
 
 
 def test_total_outage_write_gives_up_after_its_retry_time_with_a_transient_error(tmp_path, dead_endpoint):
@@ -160,7 +160,7 @@ def test_total_outage_check_fails_with_a_short_sentence(tmp_path, local_kvdb_fac
     server = local_kvdb_factory(faults={"error_500_rate": 1.0})
     buckets = {
         "every-request-500": make_bucket(server),
-        "nothing-listening": KvdbBucket(LocalKvdbServer(port=free_port()), "nobucket", new_secret("unreachable-")),
+        "nothing-listening": LocalBucket(LocalKvdbServer(port=free_port()), "nobucket", new_secret("unreachable-")),
     }
     processes = {}
     for name, bucket in buckets.items():

@@ -26,7 +26,7 @@ from destination_kvdb import keys
 from destination_kvdb.client import KvdbClient, RetryPolicy
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 from integration_tests.support.connector import run_check, run_write
-from integration_tests.support.kvdb import KvdbBucket, config_for, new_secret
+from integration_tests.support.kvdb import LocalBucket, config_for, new_secret
 from integration_tests.support.messages import canonical, catalog, configured_stream, record, state_cursors, stream_state
 from integration_tests.support.waiting import free_port
 from local_kvdb import LocalKvdbServer
@@ -46,9 +46,9 @@ def server():
         yield running
 
 
-def new_bucket(server: LocalKvdbServer) -> KvdbBucket:
+def new_bucket(server: LocalKvdbServer) -> LocalBucket:
     secret = new_secret("hostile-")
-    return KvdbBucket(server, server.create_bucket(secret_key=secret), secret)
+    return LocalBucket(server, server.create_bucket(secret_key=secret), secret)
 
 
 # ------------------------------------------------------------------------------------- valid input
@@ -157,7 +157,7 @@ hostile_lines = st.one_of(tolerated_lines, error_lines, wrong_type_lines(), rand
 # ------------------------------------------------------------------------------------- the checks
 
 
-def write_in_process(server: LocalKvdbServer, bucket: KvdbBucket, lines: list[bytes]) -> tuple[list[dict], Optional[BaseException]]:
+def write_in_process(server: LocalKvdbServer, bucket: LocalBucket, lines: list[bytes]) -> tuple[list[dict], Optional[BaseException]]:
     client = KvdbClient(server.url, bucket.bucket_id, bucket.secret_key, max_request_bytes=32768, policy=RetryPolicy(max_retry_seconds=5))
     emitted: list[bytes] = []
     error: Optional[BaseException] = None
@@ -182,7 +182,7 @@ def expected_contents(messages: list[dict]) -> tuple[Counter, dict]:
     return appended, deduped
 
 
-def stored_contents(server: LocalKvdbServer, bucket: KvdbBucket) -> tuple[Counter, dict]:
+def stored_contents(server: LocalKvdbServer, bucket: LocalBucket) -> tuple[Counter, dict]:
     appended = Counter(canonical(v) for _, v in server.items(bucket.bucket_id, keys.stream_prefix(APPEND)))
     return appended, dict(server.items(bucket.bucket_id, keys.stream_prefix(DEDUP)))
 
@@ -307,7 +307,7 @@ def test_big_integer_primary_keys_get_distinct_exact_keys(server):
 # ----------------------------------------------------------------------- the real connector's exit path
 
 
-def secret_bucket(server: LocalKvdbServer) -> KvdbBucket:
+def secret_bucket(server: LocalKvdbServer) -> LocalBucket:
     return new_bucket(server)
 
 
@@ -384,9 +384,9 @@ def assert_secret_absent(secret: str, *texts: str) -> None:
 
 
 @pytest.fixture
-def wrong_secret_bucket(server) -> KvdbBucket:
+def wrong_secret_bucket(server) -> LocalBucket:
     real = new_bucket(server)
-    return KvdbBucket(server, real.bucket_id, new_secret("wrong-"))
+    return LocalBucket(server, real.bucket_id, new_secret("wrong-"))
 
 
 def test_wrong_secret_on_check_and_write_leaks_nothing(tmp_path, wrong_secret_bucket):
@@ -402,7 +402,7 @@ def test_wrong_secret_on_check_and_write_leaks_nothing(tmp_path, wrong_secret_bu
 
 
 def test_unreachable_host_on_write_leaks_nothing(tmp_path, server):
-    unreachable = KvdbBucket(LocalKvdbServer(port=free_port()), "nobucket", new_secret("unreachable-"))
+    unreachable = LocalBucket(LocalKvdbServer(port=free_port()), "nobucket", new_secret("unreachable-"))
     write = run_write(tmp_path, config_for(unreachable, max_retry_seconds=1), CATALOG, valid_messages([[APPEND]]))
     assert write.exit_code != 0 and write.states == []
     (error,) = write.errors
@@ -416,10 +416,10 @@ def test_unreachable_host_on_write_leaks_nothing(tmp_path, server):
 def test_exception_texts_do_not_contain_the_secret(server, where):
     """In process: the AirbyteTracedException (message, internal message, str, repr, traced message) and the logs."""
     if where == "wrong secret":
-        bucket = KvdbBucket(server, new_bucket(server).bucket_id, new_secret("wrong-"))
+        bucket = LocalBucket(server, new_bucket(server).bucket_id, new_secret("wrong-"))
         base_url = server.url
     else:
-        bucket = KvdbBucket(server, "nobucket", new_secret("unreachable-"))
+        bucket = LocalBucket(server, "nobucket", new_secret("unreachable-"))
         base_url = f"http://127.0.0.1:{free_port()}"
     client = KvdbClient(base_url, bucket.bucket_id, bucket.secret_key, policy=RetryPolicy(max_retry_seconds=1, backoff_base_seconds=0.05))
     try:

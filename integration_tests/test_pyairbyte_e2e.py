@@ -32,7 +32,7 @@ from integration_tests.support.e2e import (
     source_env,
     stored_by_stream,
 )
-from integration_tests.support.kvdb import KvdbBucket, config_for
+from integration_tests.support.kvdb import LocalBucket, config_for
 
 pytestmark = pytest.mark.pyairbyte
 
@@ -90,7 +90,7 @@ def pyairbyte_env(tmp_path) -> dict[str, str]:
     }
 
 
-def expected_ids(tmp_path, faker, reference_bucket: KvdbBucket) -> dict[str, set]:
+def expected_ids(tmp_path, faker, reference_bucket: LocalBucket) -> dict[str, set]:
     """The ids faker emits for this config, from a plain `read` piped into a throwaway bucket."""
     streams = discover_streams(faker, write_json(tmp_path / "discover_config.json", faker_config()))
     assert sorted(stream["name"] for stream in streams) == sorted(FAKER_STREAMS)

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from integration_tests.support.connector import run_check, run_write
-from integration_tests.support.kvdb import KvdbBucket, config_for, new_secret, stored, stored_values
+from integration_tests.support.kvdb import LocalBucket, config_for, new_secret, stored, stored_values
 from integration_tests.support.messages import catalog, configured_stream, record, stream_state
 
 STREAMS = catalog(configured_stream("users"))
@@ -45,7 +45,7 @@ def redirector(kvdb_bucket) -> Iterator[str]:
     thread.join()
 
 
-def redirect_message(redirector: str, bucket: KvdbBucket) -> str:
+def redirect_message(redirector: str, bucket: LocalBucket) -> str:
     target = bucket.server.url
     return f"KvDB at {redirector} redirected the request to {target}; set base_url to {target}"
 

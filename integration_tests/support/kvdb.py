@@ -12,7 +12,9 @@ from local_kvdb import LocalKvdbServer
 
 
 @dataclass(frozen=True)
-class KvdbBucket:
+class LocalBucket:
+    """A bucket on the local KvDB server, as the tests address it."""
+
     server: LocalKvdbServer
     bucket_id: str
     secret_key: str
@@ -49,7 +51,7 @@ def stored_values(bucket: Any, prefix: str) -> list[Any]:
 
 
 def config_for(bucket: Any, **overrides: Any) -> dict:
-    """A connector config for a KvdbBucket, with small retry times so failing tests end fast."""
+    """A connector config for a LocalBucket, with small retry times so failing tests end fast."""
     return {
         "bucket_id": bucket.bucket_id,
         "secret_key": bucket.secret_key,
@@ -59,16 +61,16 @@ def config_for(bucket: Any, **overrides: Any) -> dict:
     }
 
 
-def txn(bucket: KvdbBucket, ops: list, **kwargs) -> requests.Response:
+def txn(bucket: LocalBucket, ops: list, **kwargs) -> requests.Response:
     """One transaction sent over KvDB's HTTP API."""
     return requests.post(bucket.url, json={"txn": ops}, headers=bucket.auth_headers, **kwargs)
 
 
-def list_keys(bucket: KvdbBucket, **params) -> requests.Response:
+def list_keys(bucket: LocalBucket, **params) -> requests.Response:
     """One listing request over KvDB's HTTP API."""
     return requests.get(bucket.url + "/", params=params, headers=bucket.auth_headers)
 
 
-def seed(bucket: KvdbBucket, items: dict) -> None:
+def seed(bucket: LocalBucket, items: dict) -> None:
     """Keys written directly over KvDB's API, e.g. by destination-kvdb 0.1.x."""
     txn(bucket, [{"set": key, "value": value} for key, value in items.items()], timeout=10).raise_for_status()
