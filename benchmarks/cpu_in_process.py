@@ -26,13 +26,13 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.run_benchmark import generate_workload  # noqa: E402
-from destination_kvdb.client import KvdbClient  # noqa: E402
+from destination_kvdb.bucket import KvdbBucket  # noqa: E402
 from destination_kvdb.reader import LineBlocks, stream_chunks  # noqa: E402
 from destination_kvdb.writer import KvdbWriter  # noqa: E402
 
 
 def connector_cpu(data: bytes, catalog, records: int) -> float:
-    client = KvdbClient("http://127.0.0.1:9", "bucket", "secret")
+    client = KvdbBucket("http://127.0.0.1:9", "bucket", "secret")
     client.send_txn = lambda body: None  # the record path only: no HTTP
     started = time.process_time()
     KvdbWriter(catalog, client, lambda state: None).write(LineBlocks(stream_chunks(io.BytesIO(data))))

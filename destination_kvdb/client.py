@@ -1,8 +1,8 @@
-"""HTTP access to one KvDB bucket: transactions, reads, listing; retries and error mapping.
+"""HTTP transport to one KvDB bucket: auth, timeouts, retries, rate limits, redirects, usage, errors.
 
-Every request this client sends is idempotent (transactions of `set`/`delete` on explicit keys,
-reads, listings; it never increments), so every one of them may be retried safely: a request
-whose connection dropped after KvDB committed it writes the same keys again.
+What a request carries is its caller's business (bucket.py). Every request is retried on server
+errors, timeouts and dropped connections, so callers send only requests that may be repeated: one
+whose connection dropped after KvDB applied it then has the same effect again.
 """
 
 from __future__ import annotations
@@ -12,77 +12,46 @@ import os
 import random
 import threading
 import time
-from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Optional
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Optional
 from urllib.parse import quote, urljoin
 
-import orjson
 import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from requests.adapters import HTTPAdapter
 
 from destination_kvdb.credentials import Credential
-from destination_kvdb.transactions import RequestLimit, TxnPacker, delete_op, split_txn
+from destination_kvdb.settings import Settings, spec_default
+from destination_kvdb.usage import RequestUsage
 
 logger = logging.getLogger("airbyte")
 
-LIST_PAGE_SIZE = 10_000
 LONG_RATE_LIMIT_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How long and how often to retry; tests shrink these to stay fast."""
+    """How long and how often to retry; tests shrink these to stay fast. The limits users set default as spec.json says."""
 
-    max_retry_seconds: float = 300.0
-    max_rate_limit_wait_seconds: float = 3600.0
+    max_retry_seconds: float = field(default_factory=partial(spec_default, "max_retry_seconds"))
+    max_rate_limit_wait_seconds: float = field(default_factory=partial(spec_default, "max_rate_limit_wait_seconds"))
     backoff_base_seconds: float = 0.5
     backoff_cap_seconds: float = 30.0
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0
     overall_limit_seconds: Optional[float] = None  # a bound on the session's whole life (check)
 
+    @classmethod
+    def of(cls, settings: Settings) -> "RetryPolicy":
+        """A sync's policy: the config's limits, the timeouts and backoff above."""
+        return cls(max_retry_seconds=settings.max_retry_seconds, max_rate_limit_wait_seconds=settings.max_rate_limit_wait_seconds)
+
     def backoff(self, attempt: int) -> float:
         """Exponential backoff with equal jitter, so concurrent requests do not retry in step."""
         ceiling = min(self.backoff_cap_seconds, self.backoff_base_seconds * 2**attempt)
         return ceiling / 2 + random.uniform(0, ceiling / 2)
-
-
-class RequestUsage:
-    """HTTP requests sent to KvDB by kind, and the quota KvDB last reported; shared by every thread.
-
-    Every attempt counts, answered or not, retries included: each may spend KvDB's hourly quota.
-    """
-
-    KINDS = ("write", "list", "delete", "read")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self.KINDS, 0)
-        self.quota_remaining: Optional[int] = None
-        self.quota_resets_at: Optional[float] = None  # epoch seconds
-
-    def count(self, kind: str) -> None:
-        with self._lock:
-            self._counts[kind] += 1
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-    def note_quota(self, headers: Mapping[str, str]) -> None:
-        """Keep X-Ratelimit-Remaining and -Reset from a response that carries them."""
-        try:
-            remaining = int(headers["X-Ratelimit-Remaining"])
-        except (KeyError, ValueError):
-            return
-        try:
-            resets_at: Optional[float] = float(headers["X-Ratelimit-Reset"])
-        except (KeyError, ValueError):
-            resets_at = None
-        with self._lock:
-            self.quota_remaining, self.quota_resets_at = remaining, resets_at
 
 
 class _BearerAuth(requests.auth.AuthBase):
@@ -138,8 +107,8 @@ class KvdbSession(requests.Session):
         self.headers["Cache-Control"] = "no-cache"
         self.policy = policy
         self.usage = RequestUsage()
-        # Proxy and CA settings from the environment, read once: per request they cost more CPU
-        # than sending a megabyte. Every request goes to the same origin.
+        # Proxy and CA settings from the environment, read once (per request they cost more CPU than
+        # the request itself): every request goes to the same origin.
         self.proxies = requests.utils.get_environ_proxies(base_url)
         self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self.trust_env = False
@@ -199,7 +168,6 @@ class KvdbSession(requests.Session):
             logger.info(f"{problem}; retrying in {delay:.1f} s")
             time.sleep(delay)
             attempt += 1
-
 
     def _log_rate_limit_wait(self, delay: float) -> None:
         """One line per quota reset, however many requests in flight hit it; short waits at INFO."""
@@ -263,32 +231,32 @@ def _server_message(response: requests.Response) -> str:
     return f": {lines[0][:200]}" if lines else ""
 
 
-class KvdbClient:
-    """One KvDB bucket over HTTP. Raises AirbyteTracedException with the right failure type."""
+class RequestTooLarge(AirbyteTracedException):
+    """KvDB, or a proxy in front of it, refused a request as too large (413); `server_message` is its short reason."""
 
-    def __init__(
-        self,
-        base_url: str,
-        bucket_id: str,
-        credential: Credential | str,
-        *,
-        max_request_bytes: int = 1_048_576,
-        pool_size: int = 4,
-        policy: RetryPolicy = RetryPolicy(),
-    ):
+    def __init__(self, message: str, server_message: str):
+        super().__init__(message=message, failure_type=FailureType.system_error)
+        self.server_message = server_message
+
+
+class KvdbTransport:
+    """Requests to one bucket: a success, or the AirbyteTracedException its failure means to the user."""
+
+    def __init__(self, base_url: str, bucket_id: str, credential: Credential, policy: RetryPolicy, pool_size: int):
         self.base_url = base_url.rstrip("/")
         self.bucket_id = bucket_id
-        self.request_limit = RequestLimit(max_request_bytes)
-        self.credential = credential if isinstance(credential, Credential) else Credential(credential)
-        self.session = KvdbSession(self.base_url, self.credential, policy, pool_size)
+        self.credential = credential
+        self.session = KvdbSession(self.base_url, credential, policy, pool_size)
         self.usage = self.session.usage
         self._bucket_url = f"{self.base_url}/{quote(bucket_id, safe='')}"
 
     def close(self) -> None:
         self.session.close()
 
-    def _check(self, response: requests.Response, action: str, permissions: tuple[str, ...]) -> requests.Response:
-        """The response if it succeeded; otherwise the error to raise (a 403 names the permissions the request needed)."""
+    def request(self, method: str, path: str, kind: str, action: str, permissions: tuple[str, ...], **kwargs) -> requests.Response:
+        """Send to the bucket's URL plus path; `kind` (RequestUsage.KINDS) is what it counts as, `action` and
+        `permissions` what a refusal names (a 403 names the permissions the request needed)."""
+        response = self.session.request(method, self._bucket_url + path, kind, **kwargs)
         status = response.status_code
         if status < 400:
             return response
@@ -302,81 +270,6 @@ class KvdbClient:
                 failure_type=FailureType.config_error,
             )
         message = f"KvDB rejected the request to {action} ({status}){_server_message(response)}"
+        if status == 413:
+            raise RequestTooLarge(message, _server_message(response))
         raise AirbyteTracedException(message=message, failure_type=FailureType.system_error)
-
-    def send_txn(self, body: bytes) -> None:
-        """Send one prepared transaction body; it is applied atomically or not at all.
-
-        A body of several ops that KvDB refuses as too large (413), or that is larger than a limit
-        lowered since it was packed, goes as two halves instead: in order, on this thread, each
-        applied atomically.
-        """
-        if len(body) > self.request_limit.max_bytes and (halves := split_txn(body)):
-            self._send_halves(halves)
-            return
-        # Bodies are compact JSON, and a quote inside a key or value is escaped: `{"set":` is a set op.
-        kind = "write" if b'{"set":' in body else "delete"
-        response = self.session.request(
-            "POST", self._bucket_url, kind, data=body, headers={"Content-Type": "application/json"}
-        )
-        if response.status_code == 413:
-            halves = split_txn(body)
-            if halves is None:
-                raise AirbyteTracedException(
-                    message=f"KvDB refused a request of {len(body)} bytes holding a single operation as too large "
-                    f"(413){_server_message(response)}",
-                    failure_type=FailureType.system_error,
-                )
-            self.request_limit.lower_after_refusal(len(body), max(len(half) for half in halves))
-            self._send_halves(halves)
-            return
-        permissions = ("write",) * (kind == "write") + ("delete",) * (b'{"delete":' in body)
-        self._check(response, "apply a transaction", permissions)
-
-    def _send_halves(self, halves: tuple[bytes, bytes]) -> None:
-        for half in halves:
-            self.send_txn(half)
-
-    def transact(self, ops: Iterable[bytes]) -> None:
-        """Apply encoded ops in order, one request after another, as few as the limits allow."""
-        packer = TxnPacker(self.request_limit, lambda body, _conflict_keys: self.send_txn(body))
-        for op in ops:
-            packer.add(op)
-        packer.flush()
-
-    def get(self, key: str) -> Optional[bytes]:
-        response = self.session.request("GET", f"{self._bucket_url}/{quote(key, safe='')}", "read")
-        if response.status_code == 404:
-            return None
-        return self._check(response, "read a key", ("read",)).content
-
-    def _list_page(self, prefix: str, skip: int, limit: int) -> list[str]:
-        params = {"prefix": prefix, "skip": skip, "limit": limit, "format": "json", "values": "false"}
-        response = self._check(self.session.request("GET", self._bucket_url + "/", "list", params=params), "list keys", ("enumerate",))
-        return orjson.loads(response.content)
-
-    def list_keys(self, prefix: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[str]:
-        """Every key under prefix, ascending, each once, even if keys are deleted while paging.
-
-        KvDB pages by offset only, so deleting already-seen keys shifts later keys below the next
-        offset. Each page therefore overlaps the previous one by one key; if that key is not
-        where it was, the listing steps back until it finds the place it left off.
-        """
-        page_size = max(2, page_size)  # pages overlap by one key
-        last_seen: Optional[str] = None
-        skip = 0
-        while True:
-            page = self._list_page(prefix, skip, page_size)
-            if last_seen is not None and skip > 0 and (not page or page[0] > last_seen):
-                skip = max(0, skip - page_size)
-                continue
-            for key in page:
-                if last_seen is None or key > last_seen:
-                    yield key
-            if len(page) < page_size:
-                return
-            last_seen = page[-1] if last_seen is None else max(last_seen, page[-1])
-            skip += len(page) - 1
-
-    def delete_keys(self, keys: Iterable[str]) -> None:
-        self.transact(delete_op(key) for key in keys)

@@ -9,6 +9,8 @@ import difflib
 from typing import Any, Mapping, Optional
 
 import jsonschema
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 CREDENTIAL_FIELDS = ("secret_key", "access_token")
 _TYPES = {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false", "object": "a JSON object"}
@@ -59,3 +61,8 @@ def credential_problem(config: Mapping[str, Any], unknown: list[str]) -> Optiona
         if close:
             return f"{problem}; the config has '{close[0]}': did you mean '{name}'?"
     return problem
+
+
+def config_error(message: str) -> AirbyteTracedException:
+    """The error for a mistake the user fixes in the config (or the files given with it)."""
+    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import orjson
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb.settings import Settings
 
 SYNC_PERMISSIONS = ("write", "enumerate", "delete")
 WHO_NEEDS = {
@@ -52,10 +54,10 @@ class Credential:
     key_prefix: str = ""
 
     @classmethod
-    def of(cls, config: Mapping[str, Any]) -> "Credential":
+    def of(cls, settings: Settings) -> "Credential":
         """The credential a validated config names (it has exactly one of secret_key and access_token)."""
-        token = config.get("access_token")
-        return cls(token or config["secret_key"], bool(token), config.get("key_prefix", ""))
+        token = settings.access_token
+        return cls(token or settings.secret_key, bool(token), settings.key_prefix)
 
     @property
     def name(self) -> str:

@@ -14,7 +14,6 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, Mapping, Optional
 
-import jsonschema
 import orjson
 from airbyte_cdk.destinations import Destination
 from airbyte_cdk.models import (
@@ -23,19 +22,18 @@ from airbyte_cdk.models import (
     AirbyteMessageSerializer,
     ConfiguredAirbyteCatalog,
     ConfiguredAirbyteCatalogSerializer,
-    FailureType,
     Status,
     Type,
 )
-from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb import config_problems
-from destination_kvdb.client import KvdbClient, RetryPolicy
-from destination_kvdb.credentials import Credential
+from destination_kvdb.bucket import KvdbBucket
+from destination_kvdb.client import RetryPolicy
+from destination_kvdb.config_problems import config_error
 from destination_kvdb.output import claim_the_end, print_line, report
 from destination_kvdb.probe import probe
 from destination_kvdb.reader import InputInterrupted, LineBlocks, fd_chunks, line_chunks
+from destination_kvdb.settings import Settings, validated
 from destination_kvdb.stopping import Stopping, stopped_error
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 
@@ -94,15 +92,15 @@ class DestinationKvdb(Destination):
 
     def _run_write(self, config_path: str, catalog_path: str) -> None:
         """`write` on stdin, stopped safely by SIGTERM or SIGINT (stopping.py)."""
-        config = self._validated_config(self.read_config(config_path=config_path))
+        settings = validated(self.read_config(config_path=config_path))
         catalog = _catalog(catalog_path)
         logger.info("Begin writing to KvDB...")
         # What the CDK imported lives for the whole process: keep the cyclic GC from rescanning it.
         gc.freeze()
         blocks = LineBlocks(fd_chunks(sys.stdin.fileno()))
-        stopping = Stopping(config["max_stop_seconds"], blocks)
+        stopping = Stopping(settings.max_stop_seconds, blocks)
         try:
-            self._write(config, catalog, blocks, print_line, stopping)
+            self._write(settings, catalog, blocks, print_line, stopping)
         except InputInterrupted:
             stopping.end()
 
@@ -113,14 +111,14 @@ class DestinationKvdb(Destination):
         input_messages: Iterable[AirbyteMessage],
     ) -> Iterable[AirbyteMessage]:
         """The CDK's in-process interface: the same writer, states yielded as soon as they are released."""
-        config = self._validated_config(config)
+        settings = validated(config)
         outbox: queue.Queue = queue.Queue()
         finished = object()
         lines = (orjson.dumps(AirbyteMessageSerializer.dump(message)) for message in input_messages)
 
         def work() -> None:
             try:
-                self._write(config, configured_catalog, LineBlocks(line_chunks(lines)), outbox.put)
+                self._write(settings, configured_catalog, LineBlocks(line_chunks(lines)), outbox.put)
                 outbox.put(finished)
             except BaseException as error:  # handed to the caller's thread below
                 outbox.put(error)
@@ -135,7 +133,7 @@ class DestinationKvdb(Destination):
         """The config file's object; a missing file or one that is not a JSON object is a config error naming it."""
         config = _json_file(config_path, "config")
         if not isinstance(config, dict):
-            raise _config_error(f"The config file {config_path} is not a JSON object")
+            raise config_error(f"The config file {config_path} is not a JSON object")
         return config
 
     def _check_file(self, config_path: str) -> AirbyteMessage:
@@ -153,60 +151,41 @@ class DestinationKvdb(Destination):
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
         """Try each permission a sync needs on a probe key (probe.py); never raises, and never quotes the secret."""
         try:
-            client = _client(self._validated_config(config), CHECK_POLICY)
+            bucket = KvdbBucket.from_settings(validated(config), CHECK_POLICY)
             try:
-                probe(client)
+                probe(bucket)
             finally:
-                client.close()
+                bucket.close()
         except AirbyteTracedException as error:
             return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
         except Exception as error:  # anything else is still an answer, not a crash
             return AirbyteConnectionStatus(status=Status.FAILED, message=f"Unexpected error ({type(error).__name__})")
         return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
-    def _validated_config(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Register the secret for masking, validate without ever quoting a value, fill in the spec's defaults."""
-        spec = self.spec(logger).connectionSpecification
-        update_secrets(get_secrets(spec, config) if isinstance(config, Mapping) else [])
-        # Names only: a value might be a secret under a misspelt name (e.g. "secretkey").
-        unknown = config_problems.unknown_fields(spec, config)
-        error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(spec).iter_errors(config))
-        if error is None and (problem := config_problems.credential_problem(config, unknown)):
-            raise _config_error(f"Invalid config: {problem}")
-        if error is None:
-            if unknown:
-                logger.warning(f"Config fields not in the spec are ignored: {', '.join(repr(name) for name in unknown)}")
-            defaults = {name: field["default"] for name, field in spec["properties"].items() if "default" in field}
-            return {**defaults, **config}
-        raise _config_error(f"Invalid config: {config_problems.describe(error, spec, unknown)}")
-
     def _write(
         self,
-        config: Mapping[str, Any],
+        settings: Settings,
         catalog: ConfiguredAirbyteCatalog,
         blocks: LineBlocks,
         emit: Callable[[bytes], None],
         stopping: Optional[Stopping] = None,
     ) -> None:
-        policy = RetryPolicy(
-            max_retry_seconds=config["max_retry_seconds"], max_rate_limit_wait_seconds=config["max_rate_limit_wait_seconds"]
-        )
-        client = _client(config, policy)
+        bucket = KvdbBucket.from_settings(settings)
         try:
             options = WriteOptions(
-                max_in_flight=config["max_requests_in_flight"],
-                max_state_delay_seconds=config["max_state_delay_seconds"],
-                oversized_records=config["oversized_records"],
-                include_airbyte_metadata=config["include_airbyte_metadata"],
-                max_listing_lag_seconds=config["max_listing_lag_seconds"],
-                key_prefix=config["key_prefix"],
+                max_in_flight=settings.max_requests_in_flight,
+                max_state_delay_seconds=settings.max_state_delay_seconds,
+                oversized_records=settings.oversized_records,
+                include_airbyte_metadata=settings.include_airbyte_metadata,
+                max_listing_lag_seconds=settings.max_listing_lag_seconds,
+                key_prefix=settings.key_prefix,
             )
-            writer = KvdbWriter(catalog, client, emit, options)
+            writer = KvdbWriter(catalog, bucket, emit, options)
             if stopping is not None:
                 stopping.pipeline = writer.pipeline
             writer.write(blocks)
         finally:
-            client.close()
+            bucket.close()
 
 
 def _json_file(path: str, what: str) -> Any:
@@ -215,11 +194,11 @@ def _json_file(path: str, what: str) -> Any:
         with open(path, "rb") as file:
             content = file.read()
     except OSError as error:
-        raise _config_error(f"Could not read the {what} file {path}: {error.strerror}") from None
+        raise config_error(f"Could not read the {what} file {path}: {error.strerror}") from None
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError as error:
-        raise _config_error(f"The {what} file {path} is not valid JSON (line {error.lineno}, column {error.colno})") from None
+        raise config_error(f"The {what} file {path} is not valid JSON (line {error.lineno}, column {error.colno})") from None
 
 
 def _catalog(path: str) -> ConfiguredAirbyteCatalog:
@@ -227,19 +206,4 @@ def _catalog(path: str) -> ConfiguredAirbyteCatalog:
     try:
         return ConfiguredAirbyteCatalogSerializer.load(content)
     except Exception:  # the serializer's errors vary in type and may quote the file
-        raise _config_error(f"The catalog file {path} is not a configured catalog (see the Airbyte protocol)") from None
-
-
-def _config_error(message: str) -> AirbyteTracedException:
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
-
-
-def _client(config: Mapping[str, Any], policy: RetryPolicy) -> KvdbClient:
-    return KvdbClient(
-        config["base_url"],
-        config["bucket_id"],
-        Credential.of(config),
-        max_request_bytes=config["max_request_bytes"],
-        pool_size=config["max_requests_in_flight"],
-        policy=policy,
-    )
+        raise config_error(f"The catalog file {path} is not a configured catalog (see the Airbyte protocol)") from None

@@ -40,7 +40,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
 from destination_kvdb.catch_up import until_caught_up
-from destination_kvdb.client import KvdbClient
+from destination_kvdb.bucket import Bucket
 from destination_kvdb.retention import Retention
 from destination_kvdb.spill import SpilledKeys
 from destination_kvdb.transactions import MAX_OPS_PER_TXN, set_op
@@ -98,8 +98,8 @@ class ListingLagged(Exception):
 class StreamFinalization:
     """Removes what one stream's retention rules do not keep; run only once every record of this sync is stored."""
 
-    def __init__(self, client: KvdbClient, prefix: str, label: str, retention: Retention, max_listing_lag_seconds: float):
-        self.client = client
+    def __init__(self, bucket: Bucket, prefix: str, label: str, retention: Retention, max_listing_lag_seconds: float):
+        self.bucket = bucket
         self.prefix = prefix
         self.label = label
         self.retention = retention
@@ -118,19 +118,19 @@ class StreamFinalization:
         self._token = uuid.uuid4().hex[:16]
         listed_prefixes = [self.prefix] if written is None else [self.prefix, keys.markers_prefix(self.prefix)]
         fences = [fence for prefix in listed_prefixes for fence in self._fence(prefix)]
-        self.client.transact(set_op(fence, FENCE_VALUE) for fence in fences)
+        self.bucket.transact(set_op(fence, FENCE_VALUE) for fence in fences)
         self._deadline = time.monotonic() + self.max_listing_lag_seconds
         try:
             with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
                 self._find_unkept(written, doomed, stale_markers)
                 # Stale markers go last (transactions apply in order, each whole): if this is interrupted, the next
                 # attempt still knows what to keep. One stream of deletes, so both share their last transaction.
-                self.client.delete_keys(
+                self.bucket.delete_keys(
                     key for spilled in (doomed, stale_markers) for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk
                 )
                 return len(doomed) - len(FENCE_MARKS)  # this run's fence is not data
         except ListingLagged:
-            self.client.delete_keys(fences)  # nothing else was deleted: the bucket is as it was
+            self.bucket.delete_keys(fences)  # nothing else was deleted: the bucket is as it was
             message = (
                 f"stream '{self.label}': KvDB's key listing still did not show what was written before it after "
                 f"{self.max_listing_lag_seconds:g} s (max_listing_lag_seconds); nothing was deleted, the stream's "
@@ -177,7 +177,7 @@ class StreamFinalization:
         """One listing pass of prefix, or None (the pass dropped) when it does not show both keys of its fence."""
         listed = SpilledKeys()
         try:
-            listed.add_all(self.client.list_keys(prefix))
+            listed.add_all(self.bucket.list_keys(prefix))
             if all(fence in listed for fence in self._fence(prefix)):
                 return listed
         except BaseException:

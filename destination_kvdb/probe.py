@@ -18,7 +18,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
 from destination_kvdb.catch_up import until_caught_up
-from destination_kvdb.client import KvdbClient
+from destination_kvdb.bucket import Bucket
 from destination_kvdb.credentials import SYNC_PERMISSIONS, WHO_NEEDS, PermissionRefused
 from destination_kvdb.transactions import set_op
 
@@ -30,7 +30,7 @@ CHECK_RETRY_MAX_DELAY_SECONDS = 2.0
 PROBE_VALUE = {"written_by": "destination-kvdb check"}
 
 
-def probe(client: KvdbClient) -> None:
+def probe(client: Bucket) -> None:
     """Raise a config error naming every permission the credential lacks under key_prefix; leave no key behind."""
     credential = client.credential
     scope = credential.scope
@@ -55,7 +55,7 @@ def probe(client: KvdbClient) -> None:
         raise _config_error(_missing_message(client, [p for p in SYNC_PERMISSIONS if p in refused], untried))
 
 
-def _refused(client: KvdbClient, attempt: Callable[[], None]) -> set[str]:
+def _refused(client: Bucket, attempt: Callable[[], None]) -> set[str]:
     """The permissions a token's 403 named; an empty set when the attempt succeeded. A secret key refused is simply
     the wrong key: its error stands."""
     try:
@@ -67,7 +67,7 @@ def _refused(client: KvdbClient, attempt: Callable[[], None]) -> set[str]:
     return set()
 
 
-def _list(client: KvdbClient, key: str, written: bool) -> None:
+def _list(client: Bucket, key: str, written: bool) -> None:
     """List the probe key; when it was written, until a listing shows it (KvDB's listings may lag behind writes)."""
     if not written:
         next(client.list_keys(key), None)
@@ -80,14 +80,14 @@ def _list(client: KvdbClient, key: str, written: bool) -> None:
         )
 
 
-def _missing_message(client: KvdbClient, missing: list[str], write_untried: bool) -> str:
+def _missing_message(client: Bucket, missing: list[str], write_untried: bool) -> str:
     credential = client.credential
     reasons = "; ".join(f"{credential.not_granted(permission)}: {WHO_NEEDS[permission]}" for permission in missing)
     untried = " (write was not tried: without delete, check could not remove its probe key)" if write_untried else ""
     return f"{_capitalized(reasons)}{untried}; {credential.mint_advice()}"
 
 
-def _delete_quietly(client: KvdbClient, key: str) -> None:
+def _delete_quietly(client: Bucket, key: str) -> None:
     try:
         client.delete_keys([key])
     except AirbyteTracedException:

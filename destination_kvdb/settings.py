@@ -7,17 +7,29 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
+import jsonschema
 import orjson
+from airbyte_cdk.utils.airbyte_secrets_utils import get_secrets, update_secrets
+
+from destination_kvdb import config_problems
+
+logger = logging.getLogger("airbyte")
 
 
 @functools.lru_cache(maxsize=None)
 def connection_specification() -> dict[str, Any]:
     """spec.json's connectionSpecification, read once."""
     return orjson.loads(pkgutil.get_data("destination_kvdb", "spec.json"))["connectionSpecification"]
+
+
+def spec_default(name: str) -> Any:
+    """The default spec.json gives the config field `name`; None when it has none."""
+    return connection_specification()["properties"][name].get("default")
 
 
 @dataclass(frozen=True)
@@ -42,13 +54,25 @@ class Settings:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "Settings":
         """A config that passed validation, its absent fields filled with spec.json's defaults (no default: None)."""
-        properties = connection_specification()["properties"]
-        values = {}
-        for spec_field in dataclasses.fields(cls):
-            default = properties[spec_field.name].get("default")
-            values[spec_field.name] = config.get(spec_field.name, default)
-        return cls(**values)
+        names = [spec_field.name for spec_field in dataclasses.fields(cls)]
+        return cls(**{name: config.get(name, spec_default(name)) for name in names})
 
     def but(self, **changes: Any) -> "Settings":
         """A copy with some fields changed (tests and benchmarks)."""
         return dataclasses.replace(self, **changes)
+
+
+def validated(config: Any) -> Settings:
+    """The config as Settings, its secrets registered for masking first; a config error naming (never quoting) what is wrong."""
+    spec = connection_specification()
+    update_secrets(get_secrets(spec, config) if isinstance(config, Mapping) else [])
+    # Names only: a value might be a secret under a misspelt name (e.g. "secretkey").
+    unknown = config_problems.unknown_fields(spec, config)
+    error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(spec).iter_errors(config))
+    if error is not None:
+        raise config_problems.config_error(f"Invalid config: {config_problems.describe(error, spec, unknown)}")
+    if problem := config_problems.credential_problem(config, unknown):
+        raise config_problems.config_error(f"Invalid config: {problem}")
+    if unknown:
+        logger.warning(f"Config fields not in the spec are ignored: {', '.join(repr(name) for name in unknown)}")
+    return Settings.from_config(config)

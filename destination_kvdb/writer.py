@@ -22,7 +22,7 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalog, ConfiguredAirbyteStream
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys, messages
-from destination_kvdb.client import KvdbClient
+from destination_kvdb.bucket import Bucket
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.finalization import StreamFinalization, WrittenKeys
 from destination_kvdb.pipeline import AckPipeline
@@ -187,7 +187,7 @@ class StreamSink:
         count, self.records_at_last_state = self.records - self.records_at_last_state, self.records
         return count
 
-    def remove_earlier_data(self, client: KvdbClient) -> int:
+    def remove_earlier_data(self, client: Bucket) -> int:
         """Delete what the retention rules do not keep (finalization.py), and say how many keys that was; run only once
         every record of this sync is stored."""
         finalization = StreamFinalization(client, self.prefix, self.label, self.retention, self._max_listing_lag_seconds)
@@ -207,7 +207,7 @@ class KvdbWriter:
     def __init__(
         self,
         catalog: ConfiguredAirbyteCatalog,
-        client: KvdbClient,
+        client: Bucket,
         emit: Callable[[bytes], None],
         options: WriteOptions = WriteOptions(),
         progress: Optional[Progress] = None,

@@ -20,7 +20,8 @@ import pytest
 import requests
 
 from destination_kvdb import keys
-from destination_kvdb.client import KvdbClient, RetryPolicy
+from destination_kvdb.bucket import KvdbBucket
+from destination_kvdb.client import RetryPolicy
 from destination_kvdb.transactions import set_op
 from integration_tests.support.connector import REPO_ROOT, ConnectorProcess, run_write, write_json
 from integration_tests.support.kvdb import LocalBucket, config_for, new_secret
@@ -303,7 +304,7 @@ def test_responses_slower_than_the_read_timeout_are_retried_and_stored_once(loca
     attempts = mocker.spy(requests.adapters.HTTPAdapter, "send")
     server = local_kvdb_factory(faults={"latency_ms": SLOW_LATENCY_MS})
     bucket = make_bucket(server)
-    client = KvdbClient(server.url, bucket.bucket_id, bucket.secret_key, max_request_bytes=32768, policy=SLOW_POLICY)
+    client = KvdbBucket(server.url, bucket.bucket_id, bucket.secret_key, max_request_bytes=32768, policy=SLOW_POLICY)
     hook = airbyte_log_hook("timed out", lambda: server.set_faults(latency_ms=0))
     expected = {f"slow.{n:05d}": {"n": n, "pad": "s" * 200} for n in range(600)}
     try:
@@ -326,7 +327,7 @@ def test_a_timed_out_request_committed_late_does_not_overwrite_a_newer_value(loc
     attempts = mocker.spy(requests.adapters.HTTPAdapter, "send")
     server = local_kvdb_factory(faults={"latency_ms": SLOW_LATENCY_MS})
     bucket = make_bucket(server)
-    client = KvdbClient(server.url, bucket.bucket_id, bucket.secret_key, policy=SLOW_POLICY)
+    client = KvdbBucket(server.url, bucket.bucket_id, bucket.secret_key, policy=SLOW_POLICY)
     airbyte_log_hook("timed out", lambda: server.set_faults(latency_ms=0))
     try:
         client.transact([set_op("users__ab__k.1", {"id": 1, "version": 1})])  # first attempt times out, the retry stores it

@@ -23,7 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from destination_kvdb import keys
-from destination_kvdb.client import KvdbClient, RetryPolicy
+from destination_kvdb.bucket import KvdbBucket
+from destination_kvdb.client import RetryPolicy
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 from integration_tests.support.connector import run_check, run_write
 from integration_tests.support.kvdb import LocalBucket, config_for, new_secret
@@ -158,7 +159,7 @@ hostile_lines = st.one_of(tolerated_lines, error_lines, wrong_type_lines(), rand
 
 
 def write_in_process(server: LocalKvdbServer, bucket: LocalBucket, lines: list[bytes]) -> tuple[list[dict], Optional[BaseException]]:
-    client = KvdbClient(server.url, bucket.bucket_id, bucket.secret_key, max_request_bytes=32768, policy=RetryPolicy(max_retry_seconds=5))
+    client = KvdbBucket(server.url, bucket.bucket_id, bucket.secret_key, max_request_bytes=32768, policy=RetryPolicy(max_retry_seconds=5))
     emitted: list[bytes] = []
     error: Optional[BaseException] = None
     try:
@@ -421,7 +422,7 @@ def test_exception_texts_do_not_contain_the_secret(server, where):
     else:
         bucket = LocalBucket(server, "nobucket", new_secret("unreachable-"))
         base_url = f"http://127.0.0.1:{free_port()}"
-    client = KvdbClient(base_url, bucket.bucket_id, bucket.secret_key, policy=RetryPolicy(max_retry_seconds=1, backoff_base_seconds=0.05))
+    client = KvdbBucket(base_url, bucket.bucket_id, bucket.secret_key, policy=RetryPolicy(max_retry_seconds=1, backoff_base_seconds=0.05))
     try:
         with pytest.raises(AirbyteTracedException) as raised:
             client.transact([b'{"set":"k","value":1}'])
@@ -433,4 +434,4 @@ def test_exception_texts_do_not_contain_the_secret(server, where):
         traced = error.as_airbyte_message()
         texts = [str(error), repr(error), error.message or "", error.internal_message or "", repr(traced), repr(error.__cause__), repr(error.__context__)]
         assert_secret_absent(bucket.secret_key, *texts)
-    assert "_BearerAuth(****)" == repr(client.session.auth)
+    assert "_BearerAuth(****)" == repr(client.transport.session.auth)

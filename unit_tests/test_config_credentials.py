@@ -12,10 +12,11 @@ import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, Status
 
 from destination_kvdb import keys
-from destination_kvdb.client import KvdbClient
+from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.credentials import Credential
 from destination_kvdb.destination import DestinationKvdb
 from destination_kvdb.finalization import FENCE_MARKS
+from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, PROBE_PREFIX, is_list
 
@@ -86,7 +87,7 @@ def test_the_token_goes_as_a_bearer_header_and_every_key_starts_with_key_prefix(
 
 
 def test_the_credential_never_shows_its_secret():
-    credential = Credential.of({"access_token": TOKEN, "key_prefix": "team1/"})
+    credential = Credential.of(Settings.from_config({"access_token": TOKEN, "key_prefix": "team1/"}))
 
     assert TOKEN not in repr(credential) and TOKEN not in str(credential)
     assert TOKEN not in credential.rejected("list keys").message and TOKEN not in credential.refused("list keys", ("enumerate",)).message
@@ -100,8 +101,8 @@ def _jwt(claims: dict) -> str:
 
 
 def test_a_jwt_shaped_token_tells_its_prefix_and_an_opaque_one_does_not():
-    readable = Credential.of({"access_token": _jwt({"prefix": "team2/", "permissions": "write,enumerate"}), "key_prefix": "team1/"})
-    opaque = Credential.of({"access_token": TOKEN, "key_prefix": "team1/"})
+    readable = Credential.of(Settings.from_config({"access_token": _jwt({"prefix": "team2/", "permissions": "write,enumerate"}), "key_prefix": "team1/"}))
+    opaque = Credential.of(Settings.from_config({"access_token": TOKEN, "key_prefix": "team1/"}))
 
     assert readable.refused("apply a transaction", ("write",)).message.startswith(
         "KvDB refused to apply a transaction (403): the access token's prefix 'team2/' does not cover key_prefix 'team1/'"
@@ -161,7 +162,7 @@ def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, cl
     records = [{"type": "RECORD", "record": {"stream": name, "data": data, "emitted_at": 1}} for name, data in sent]
     completes = [{"stream_descriptor": {"name": name}, "status": "COMPLETE"} for name in "oda"]
     statuses = [{"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": status}} for status in completes]
-    client = KvdbClient(BASE_URL, BUCKET, Credential(TOKEN, True, "team1/"))
+    client = KvdbBucket(BASE_URL, BUCKET, Credential(TOKEN, True, "team1/"))
     writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load({"streams": streams}), client, lambda line: None, WriteOptions(key_prefix="team1/"))
     try:
         writer.write_lines(_line(message) for message in [*records, *statuses])

@@ -13,7 +13,7 @@ from airbyte_cdk.models import FailureType, Status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
-from destination_kvdb.client import KvdbClient
+from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.probe import CHECK_LAG_WAIT_SECONDS
 from destination_kvdb.finalization import FENCE_MARKS, StreamFinalization, WrittenKeys
 from destination_kvdb.retention import Retention
@@ -84,7 +84,7 @@ CURRENT_KEY = keys.append_key("users__ab__", 1_700_000_000_001, keys.generation_
 
 @pytest.fixture
 def finalization():
-    client = KvdbClient(BASE_URL, BUCKET, SECRET)
+    client = KvdbBucket(BASE_URL, BUCKET, SECRET)
     retention = Retention(overwrite=True, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
 
     def build(max_listing_lag_seconds: float) -> StreamFinalization:
@@ -136,7 +136,7 @@ def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_sho
     old = keys.dedup_key("users__ab__", ["old"])
     kvdb.store.update({key: {"gen": 2} for key in mine[:3] + mine[-3:]})
     kvdb.store.update({old: {"gen": 1}, keys.marker_key("users__ab__", 1, old): old})
-    client = KvdbClient(BASE_URL, BUCKET, SECRET)
+    client = KvdbBucket(BASE_URL, BUCKET, SECRET)
     retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
 
     try:
@@ -170,7 +170,7 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
         return None
 
     kvdb.override = second_page_stale
-    client = KvdbClient(BASE_URL, BUCKET, SECRET)
+    client = KvdbBucket(BASE_URL, BUCKET, SECRET)
     retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
     written = WrittenKeys()  # this process wrote none of them
 

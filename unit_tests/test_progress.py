@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pytest
 
 from destination_kvdb import progress as progress_module
-from destination_kvdb.client import RequestUsage
+from destination_kvdb.usage import RequestUsage
 from destination_kvdb.progress import Progress
 
 

@@ -11,7 +11,7 @@ import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.client import KvdbClient
+from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.messages import catalog, configured_stream
 from integration_tests.support.waiting import free_port
@@ -32,7 +32,7 @@ def test_a_writer_refusing_its_catalog_raises_a_config_error_and_stops_its_clock
     dedup_without_key = ConfiguredAirbyteCatalogSerializer.load(
         catalog(configured_stream("users"), configured_stream("orders", "append_dedup"))
     )
-    client = KvdbClient(unused_loopback_url(), "bucket", "secret-never-sent")
+    client = KvdbBucket(unused_loopback_url(), "bucket", "secret-never-sent")
     emitted: list[bytes] = []
     before = set(threading.enumerate())
     try:

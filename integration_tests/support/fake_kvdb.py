@@ -7,6 +7,7 @@ with support.clock, the time).
 from __future__ import annotations
 
 import logging
+import random
 from typing import Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -16,6 +17,7 @@ from airbyte_cdk.models import AirbyteConnectionStatus, Status
 from requests.structures import CaseInsensitiveDict
 
 from destination_kvdb.destination import DestinationKvdb
+from destination_kvdb.transactions import delete_op, set_op
 
 SECRET = "sekret-XYZ-123"
 BASE_URL = "https://kvdb.test"
@@ -100,3 +102,12 @@ def is_list(request) -> bool:
 
 def is_read(request) -> bool:
     return request.method == "GET" and not is_list(request)
+
+
+def random_ops(count: int, seed: int = 7) -> list[bytes]:
+    """Encoded ops on keys k0000, k0001, ...: sets of random sizes, one in five a delete."""
+    rng = random.Random(seed)
+    return [
+        set_op(f"k{i:04d}", "x" * rng.randint(0, 120)) if rng.random() < 0.8 else delete_op(f"k{i:04d}")
+        for i in range(count)
+    ]

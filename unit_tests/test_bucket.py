@@ -1,0 +1,243 @@
+"""KvdbBucket over a fake KvDB: the transaction body's format (the 413 split, the learned request limit), packing
+ops into transactions, and listing by pages while keys are deleted."""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+import orjson
+import pytest
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb.bucket import KvdbBucket
+from destination_kvdb.transactions import RequestLimit, delete_op, set_op
+from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, SECRET, random_ops
+
+
+def test_transact_sends_bounded_transactions_in_order(clock, kvdb):
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=300)
+    ops = random_ops(100)
+
+    bucket.transact(ops)
+
+    bodies = [request.body for request in kvdb.requests]
+    assert len(bodies) > 1 and all(len(body) <= 300 for body in bodies)
+    assert [op for body in bodies for op in orjson.loads(body)["txn"]] == [orjson.loads(op) for op in ops]
+    assert all(request.headers["Content-Type"] == "application/json" for request in kvdb.requests)
+
+
+# --- 413: a body refused as too large is sent in halves --------------------------------------------
+
+
+def raw_ops(body: bytes) -> list[bytes]:
+    """The ops of a body exactly as sent, byte for byte."""
+    return [bytes(op) for op in msgspec.json.decode(body, type=dict[str, list[msgspec.Raw]])["txn"]]
+
+
+def refusing_bodies_over(kvdb, respond, max_bytes: int):
+    def answer(request):
+        if request.method == "POST" and len(request.body) > max_bytes:
+            return respond(413, "request entity too large")
+        return None
+
+    kvdb.override = answer
+
+
+def lowering_logs(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "airbyte" and "as too large (413)" in r.getMessage()]
+
+
+# Values as a source may send them: escapes, exponents, big integers, spacing. They must reach KvDB unchanged.
+ODD_VALUES = [b'{"s": "caf\\u00e9 \\"q\\""}', b'{"f":1.50E+300}', b'{"n":123456789012345678901234567890}', b'{ "a" : [ 1 , 2 ] }']
+
+
+def test_a_refused_body_is_sent_as_two_halves_in_order_byte_for_byte(clock, kvdb, respond, caplog):
+    ops = [b'{"set":"k%d","value":%s}' % (i, ODD_VALUES[i % 4]) for i in range(7)] + [delete_op("k0")]
+    body = b'{"txn":[' + b",".join(ops) + b"]}"
+    refusing_bodies_over(kvdb, respond, len(body) - 1)
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=len(body) + 10)
+
+    bucket.send_txn(body)
+
+    sent = [request.body for request in kvdb.requests]
+    assert sent[0] == body
+    assert [raw_ops(half) for half in sent[1:]] == [ops[:4], ops[4:]]  # first half, then second, ops unchanged
+    assert bucket.request_limit.max_bytes == max(len(half) for half in sent[1:])
+    assert lowering_logs(caplog) == [
+        f"KvDB refused a request of {len(body)} bytes as too large (413); "
+        f"sending at most {bucket.request_limit.max_bytes} bytes per request from now on"
+    ]
+    assert bucket.usage.counts()["write"] == 3
+    assert "k1" in kvdb.store and "k0" not in kvdb.store
+
+
+def test_halves_still_refused_are_split_again_and_later_requests_use_the_smaller_size(clock, kvdb, respond, caplog):
+    ops = random_ops(200)
+    refusing_bodies_over(kvdb, respond, 700)
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=8192)
+
+    bucket.transact(ops[:100])
+    refused = [request for request in kvdb.requests if len(request.body) > 700]
+    learned = bucket.request_limit.max_bytes
+    kvdb.requests.clear()
+    bucket.transact(ops[100:])
+
+    assert learned <= 700
+    assert refused and all(len(request.body) <= 700 for request in kvdb.requests)  # nothing refused any more
+    logs = lowering_logs(caplog)
+    assert 1 <= len(logs) <= len(refused)  # one line per lowering, not per refused request
+    assert f"sending at most {learned} bytes per request" in logs[-1]
+    for key in (orjson.loads(op).get("set") for op in ops):
+        if key is not None:
+            assert key in kvdb.store
+
+
+def test_a_body_packed_before_the_limit_was_lowered_is_split_before_sending(clock, kvdb):
+    """Requests packed while another thread learned the smaller size: no need to be refused again."""
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+    ops = [set_op(f"k{i}", "v" * 50) for i in range(16)]
+    body = b'{"txn":[' + b",".join(ops) + b"]}"
+    bucket.request_limit.max_bytes = len(body) // 3
+
+    bucket.send_txn(body)
+
+    assert [op for request in kvdb.requests for op in raw_ops(request.body)] == ops
+    assert all(len(request.body) <= bucket.request_limit.max_bytes for request in kvdb.requests)
+
+
+def test_a_single_op_refused_as_too_large_is_a_clear_error(clock, kvdb, respond, caplog):
+    body = b'{"txn":[' + set_op("big", "x" * 5000) + b"]}"
+    refusing_bodies_over(kvdb, respond, 4096)
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=65536)
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        bucket.send_txn(body)
+
+    assert raised.value.failure_type == FailureType.system_error
+    assert raised.value.message == (
+        f"KvDB refused a request of {len(body)} bytes holding a single operation as too large (413): request entity too large"
+    )
+    assert len(kvdb.requests) == 1
+    assert bucket.request_limit.max_bytes == 65536 and lowering_logs(caplog) == []
+
+
+def test_the_limit_only_learns_from_bodies_within_it(caplog):
+    """A body refused after another thread lowered the limit teaches nothing new: no second line."""
+    caplog.set_level(logging.INFO, logger="airbyte")
+    limit = RequestLimit(10_000)
+
+    limit.lower_after_refusal(refused_bytes=8000, halves_bytes=4100)
+    limit.lower_after_refusal(refused_bytes=9000, halves_bytes=4000)  # packed before the first lowering
+    limit.lower_after_refusal(refused_bytes=4100, halves_bytes=2100)
+
+    assert limit.max_bytes == 2100
+    assert len(lowering_logs(caplog)) == 2
+
+
+# --- list_keys paging ----------------------------------------------------------------------------
+
+ALL_KEYS = [f"users__ab__{i:03d}" for i in range(10)]
+OTHER_KEYS = ["orders__ab__001", "users__ab", "users__ac__001", "zzz"]
+
+
+def naive_list_keys(bucket: KvdbBucket, prefix: str, page_size: int):
+    """0.1.x's paging: plain offsets. Kept here to prove the fake server exposes its bug."""
+    skip = 0
+    while True:
+        page = bucket._list_page(prefix, skip, page_size)
+        yield from page
+        if len(page) < page_size:
+            return
+        skip += len(page)
+
+
+def delete_each_at_once(kvdb, seen):
+    kvdb.store.pop(seen[-1])
+
+
+def delete_with_lag(kvdb, seen):  # like a writer whose deletes land a few keys behind the listing
+    if len(seen) % 4 == 0:
+        for key in seen[-6:-2]:
+            kvdb.store.pop(key, None)
+
+
+def delete_every_other(kvdb, seen):
+    if len(seen) % 2:
+        kvdb.store.pop(seen[-1])
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 9, 10])
+@pytest.mark.parametrize("page_size", [2, 3, 10_000])
+@pytest.mark.parametrize("mutate", [None, delete_each_at_once, delete_with_lag, delete_every_other], ids=lambda f: getattr(f, "__name__", "read-only"))
+def test_list_keys_returns_every_key_once_in_order(clock, kvdb, count, page_size, mutate):
+    keys = ALL_KEYS[:count]
+    kvdb.store.update({key: 1 for key in keys + OTHER_KEYS})
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    seen = []
+    for key in bucket.list_keys("users__ab__", page_size=page_size):
+        seen.append(key)
+        if mutate:
+            mutate(kvdb, seen)
+
+    assert seen == keys
+    assert len(kvdb.requests) <= 3 * (count // max(page_size - 1, 1) + 2)  # paging, not a request per key
+
+
+@pytest.mark.parametrize("mutate", [None, delete_each_at_once])
+def test_the_fake_server_exposes_the_shifting_offsets_bug(clock, kvdb, mutate):
+    """Guards the test above: plain offset paging loses keys here when the caller deletes as it goes."""
+    kvdb.store.update({key: 1 for key in ALL_KEYS})
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    seen = []
+    for key in naive_list_keys(bucket, "users__ab__", page_size=3):
+        seen.append(key)
+        if mutate:
+            mutate(kvdb, seen)
+
+    if mutate is None:
+        assert seen == ALL_KEYS
+    else:
+        assert seen != ALL_KEYS and set(seen) < set(ALL_KEYS)
+
+
+def test_list_keys_sends_the_documented_query(clock, kvdb):
+    kvdb.store.update({"a": 1})
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    assert list(bucket.list_keys("", page_size=5)) == ["a"]
+
+    request = kvdb.requests[0]
+    assert request.method == "GET"
+    assert request.url == f"{BASE_URL}/{BUCKET}/?prefix=&skip=0&limit=5&format=json&values=false"
+
+
+# Regression: pages overlap by one key, so with page_size=1 the offset used to never advance.
+def test_list_keys_with_page_size_one_terminates(clock, kvdb):
+    kvdb.store.update({key: 1 for key in ALL_KEYS[:3]})
+    kvdb.max_requests = 50
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    assert list(bucket.list_keys("users__ab__", page_size=1)) == ALL_KEYS[:3]
+
+
+@pytest.mark.parametrize(
+    "count, list_requests, delete_requests",
+    [(1, 1, 1), (9_999, 1, 1), (10_000, 2, 1), (10_001, 2, 2), (25_000, 3, 3), (30_000, 4, 3)],
+)
+def test_finalizing_lists_by_pages_of_10000_and_deletes_10000_keys_per_transaction(clock, kvdb, count, list_requests, delete_requests):
+    """What removing earlier data costs against KvDB's quota: about ceil(N/10000) lists and as many deletes."""
+    doomed = [f"users__ab__g1_{i:06d}" for i in range(count)]
+    kvdb.store.update({key: 1 for key in doomed + OTHER_KEYS})
+    kvdb.max_requests = 20
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    bucket.delete_keys(list(bucket.list_keys("users__ab__g1_")))
+
+    assert sorted(kvdb.store) == sorted(OTHER_KEYS)
+    assert bucket.usage.counts() == {"write": 0, "list": list_requests, "delete": delete_requests, "read": 0}
+    assert list_requests <= -(-count // 10_000) + 1
+    assert all("limit=10000" in request.url for request in kvdb.requests if request.method == "GET")
