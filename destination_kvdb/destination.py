@@ -28,26 +28,15 @@ from airbyte_cdk.models import (
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.bucket import KvdbBucket
-from destination_kvdb.client import RetryPolicy
+from destination_kvdb.check import check_connection
 from destination_kvdb.config_problems import config_error
 from destination_kvdb.output import claim_the_end, print_line, report
-from destination_kvdb.probe import probe
 from destination_kvdb.reader import InputInterrupted, LineBlocks, fd_chunks, line_chunks
 from destination_kvdb.settings import Settings, validated
 from destination_kvdb.stopping import Stopping, stopped_error
 from destination_kvdb.writer import KvdbWriter, WriteOptions
 
 logger = logging.getLogger("airbyte")
-
-# check answers within about 30 s whatever KvDB does: 25 s for everything, plus one last timeout.
-CHECK_POLICY = RetryPolicy(
-    max_retry_seconds=15,
-    max_rate_limit_wait_seconds=5,
-    connect_timeout_seconds=5,
-    read_timeout_seconds=10,
-    overall_limit_seconds=25,
-)
-
 
 USAGE = """usage: python main.py spec
        python main.py check --config CONFIG
@@ -149,18 +138,8 @@ class DestinationKvdb(Destination):
         return AirbyteMessage(type=Type.CONNECTION_STATUS, connectionStatus=status)
 
     def check(self, logger: logging.Logger, config: Mapping[str, Any]) -> AirbyteConnectionStatus:
-        """Try each permission a sync needs on a probe key (probe.py); never raises, and never quotes the secret."""
-        try:
-            bucket = KvdbBucket.from_settings(validated(config), CHECK_POLICY)
-            try:
-                probe(bucket)
-            finally:
-                bucket.close()
-        except AirbyteTracedException as error:
-            return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
-        except Exception as error:  # anything else is still an answer, not a crash
-            return AirbyteConnectionStatus(status=Status.FAILED, message=f"Unexpected error ({type(error).__name__})")
-        return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+        """Try each permission a sync needs on a probe key (check.py); never raises, and never quotes the secret."""
+        return check_connection(config)
 
     def _write(
         self,

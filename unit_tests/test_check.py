@@ -11,7 +11,8 @@ import pytest
 import requests
 from airbyte_cdk.models import Status
 
-from destination_kvdb.destination import CHECK_POLICY, DestinationKvdb
+from destination_kvdb.check import CHECK_POLICY
+from destination_kvdb.destination import DestinationKvdb
 from integration_tests.support.fake_kvdb import CONFIG, PROBE_PREFIX, SECRET, check_in_process, is_list, is_read
 
 

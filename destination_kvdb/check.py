@@ -1,4 +1,5 @@
-"""check's probe: does the credential allow, under key_prefix, exactly what a sync does (write, enumerate, delete)?
+"""`check`: does the config reach its bucket, and does the credential allow, under key_prefix, exactly what a sync
+does (write, enumerate, delete)? One short answer within about 30 s, whatever KvDB does; never the secret.
 
 Each permission is tried on one probe key under key_prefix, so a prefix-scoped token is judged where it will
 work: delete first (of the probe key before it exists, a no-op that still needs the permission), then a write
@@ -11,18 +12,29 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Callable
+from typing import Any, Callable
 
-from airbyte_cdk.models import FailureType
+from airbyte_cdk.models import AirbyteConnectionStatus, FailureType, Status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb import keys
+from destination_kvdb import keys, settings
+from destination_kvdb.bucket import Bucket, KvdbBucket
 from destination_kvdb.catch_up import until_caught_up
-from destination_kvdb.bucket import Bucket
+from destination_kvdb.client import RetryPolicy
+from destination_kvdb.config_problems import config_error
 from destination_kvdb.credentials import SYNC_PERMISSIONS, WHO_NEEDS, PermissionRefused
 from destination_kvdb.transactions import set_op
 
 logger = logging.getLogger("airbyte")
+
+# check answers within about 30 s whatever KvDB does: 25 s for everything, plus one last timeout.
+CHECK_POLICY = RetryPolicy(
+    max_retry_seconds=15,
+    max_rate_limit_wait_seconds=5,
+    connect_timeout_seconds=5,
+    read_timeout_seconds=10,
+    overall_limit_seconds=25,
+)
 
 # Within check's 25 s, how long the listing may lag behind the probe's write.
 CHECK_LAG_WAIT_SECONDS = 10
@@ -30,73 +42,84 @@ CHECK_RETRY_MAX_DELAY_SECONDS = 2.0
 PROBE_VALUE = {"written_by": "destination-kvdb check"}
 
 
-def probe(client: Bucket) -> None:
+def check_connection(config: Any) -> AirbyteConnectionStatus:
+    """SUCCEEDED, or FAILED with the reason in a sentence; never raises, and never quotes the secret."""
+    try:
+        bucket = KvdbBucket.from_settings(settings.validated(config), CHECK_POLICY)
+        try:
+            probe(bucket)
+        finally:
+            bucket.close()
+    except AirbyteTracedException as error:
+        return AirbyteConnectionStatus(status=Status.FAILED, message=error.message)
+    except Exception as error:  # anything else is still an answer, not a crash
+        return AirbyteConnectionStatus(status=Status.FAILED, message=f"Unexpected error ({type(error).__name__})")
+    return AirbyteConnectionStatus(status=Status.SUCCEEDED)
+
+
+def probe(bucket: Bucket) -> None:
     """Raise a config error naming every permission the credential lacks under key_prefix; leave no key behind."""
-    credential = client.credential
+    credential = bucket.credential
     scope = credential.scope
     if scope is not None and not credential.key_prefix.startswith(scope.prefix):
-        raise _config_error(f"{_capitalized(credential.prefix_mismatch())}; {credential.mint_advice()}")
+        raise config_error(f"{_capitalized(credential.prefix_mismatch())}; {credential.mint_advice()}")
     refused = {permission for permission in SYNC_PERMISSIONS if scope is not None and permission not in scope.permissions}
     key = keys.probe_key(credential.key_prefix, uuid.uuid4().hex)
     if "delete" not in refused:
-        refused |= _refused(client, lambda: client.delete_keys([key]))
+        refused |= _refused(bucket, lambda: bucket.delete_keys([key]))
     written = False
     if not refused & {"write", "delete"}:
-        refused |= _refused(client, lambda: client.transact([set_op(key, PROBE_VALUE)]))
+        refused |= _refused(bucket, lambda: bucket.transact([set_op(key, PROBE_VALUE)]))
         written = "write" not in refused
     try:
         if "enumerate" not in refused:
-            refused |= _refused(client, lambda: _list(client, key, written))
+            refused |= _refused(bucket, lambda: _list(bucket, key, written))
     finally:
         if written:
-            _delete_quietly(client, key)
+            _delete_quietly(bucket, key)
     if refused:
         untried = "delete" in refused and scope is None and "write" not in refused
-        raise _config_error(_missing_message(client, [p for p in SYNC_PERMISSIONS if p in refused], untried))
+        raise config_error(_missing_message(bucket, [p for p in SYNC_PERMISSIONS if p in refused], untried))
 
 
-def _refused(client: Bucket, attempt: Callable[[], None]) -> set[str]:
+def _refused(bucket: Bucket, attempt: Callable[[], None]) -> set[str]:
     """The permissions a token's 403 named; an empty set when the attempt succeeded. A secret key refused is simply
     the wrong key: its error stands."""
     try:
         attempt()
     except PermissionRefused as refusal:
-        if not client.credential.is_token:
+        if not bucket.credential.is_token:
             raise
         return set(refusal.permissions)
     return set()
 
 
-def _list(client: Bucket, key: str, written: bool) -> None:
+def _list(bucket: Bucket, key: str, written: bool) -> None:
     """List the probe key; when it was written, until a listing shows it (KvDB's listings may lag behind writes)."""
     if not written:
-        next(client.list_keys(key), None)
+        next(bucket.list_keys(key), None)
         return
     deadline = time.monotonic() + CHECK_LAG_WAIT_SECONDS
-    if until_caught_up(lambda: next(client.list_keys(key), None), deadline, CHECK_RETRY_MAX_DELAY_SECONDS) != key:
+    if until_caught_up(lambda: next(bucket.list_keys(key), None), deadline, CHECK_RETRY_MAX_DELAY_SECONDS) != key:
         raise AirbyteTracedException(
             message=f"KvDB accepted a write but did not list the key (listings still omitted it after {CHECK_LAG_WAIT_SECONDS} s)",
             failure_type=FailureType.system_error,
         )
 
 
-def _missing_message(client: Bucket, missing: list[str], write_untried: bool) -> str:
-    credential = client.credential
+def _missing_message(bucket: Bucket, missing: list[str], write_untried: bool) -> str:
+    credential = bucket.credential
     reasons = "; ".join(f"{credential.not_granted(permission)}: {WHO_NEEDS[permission]}" for permission in missing)
     untried = " (write was not tried: without delete, check could not remove its probe key)" if write_untried else ""
     return f"{_capitalized(reasons)}{untried}; {credential.mint_advice()}"
 
 
-def _delete_quietly(client: Bucket, key: str) -> None:
+def _delete_quietly(bucket: Bucket, key: str) -> None:
     try:
-        client.delete_keys([key])
+        bucket.delete_keys([key])
     except AirbyteTracedException:
         logger.info("could not delete the check's probe key; KvDB will expire it")
 
 
 def _capitalized(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def _config_error(message: str) -> AirbyteTracedException:
-    return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
