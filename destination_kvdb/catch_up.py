@@ -1,7 +1,7 @@
 """Waiting for KvDB's view of the bucket to catch up with its writes.
 
-A read or a listing may show the bucket as it was up to some seconds earlier (kvdb-api §12: an edge
-cache or a lagging index), so an answer that does not yet show what was written is asked for again,
+A read or a listing may show the bucket as it was up to some seconds earlier (an edge cache or a lagging
+index; docs/integrations/destinations/kvdb.md, "Listings that lag behind writes"), so an answer that does not yet show what was written is asked for again,
 with doubling waits, until a deadline. check and finalization both wait this way.
 """
 

@@ -1,30 +1,10 @@
 """Finalizing a truncating stream: list its keys, tell what this sync wrote, delete what retention.py's rules do not keep.
 
-Fault model (KvDB promises no read-your-writes; kvdb.io caches at the edge): a listing page may show the
-bucket as it was up to L seconds earlier; a write is durable once KvDB answered 2xx. Every listing asks
-for a fresh answer (client.py sends `Cache-Control: no-cache`), but nothing here relies on getting one.
-
-What this sync wrote is never deleted, whatever a listing shows or omits:
-- Append and overwrite keys carry their sync's tag in the key itself, so a stale listing can only omit
-  keys (then left in place), never make a current key look old.
-- Dedup keys carry no tag; a truncating dedup stream writes a marker per key and generation. The keys
-  this process wrote are known locally (WrittenKeys) and kept whatever the markers listing shows.
-- What earlier attempts wrote was acknowledged before this process started. Before listing, finalization
-  writes a fence: two keys in the stream's listing (and two in its markers' listing), one sorting before
-  and one after every key the connector writes (`!` is below digits and `k`, `~` above), in one
-  transaction. A listing pass counts as evidence only if it shows both: a page holding a fence key was
-  answered from a view newer than the fence, so it shows every key and marker written before. Until a
-  pass shows them, it is repeated with backoff, for at most max_listing_lag_seconds; then the sync fails
-  with a transient error naming the stream, having deleted nothing at all.
-The fence keys are in a pass's first and last pages, so the evidence holds per page for listings of up
-to two pages (about 20,000 keys); a longer listing also assumes that its middle pages, requested after
-the first, are answered from views no older than the first page's (a lag that does not go back in
-time). Fences are neither tagged nor marked, so the rules delete them with the stale keys; a fence left
-by an interrupted attempt goes at the next finalization.
-
-Cost per finalized stream: 1 fence transaction, one listing pass (floor((keys + 1) / 9,999) + 1 pages; dedup: the
-markers too), and the delete transactions of old keys, stale markers and fences together (up to 10,000 ops
-or max_request_bytes each); each pass repeated while listings lag.
+KvDB's listings may lag behind its writes, so nothing decides from a listing alone: append and overwrite keys
+carry their sync's tag, the dedup keys this process wrote are kept whatever a listing shows (WrittenKeys), and a
+listing pass counts only once it shows a fence written just before it, so it shows every key earlier attempts
+stored. Until one does, nothing is deleted. The fault model, the evidence and the cost in requests are in
+docs/integrations/destinations/kvdb.md ("Listings that lag behind writes", "Request quota").
 """
 
 from __future__ import annotations
@@ -56,9 +36,8 @@ RELIST_MAX_DELAY_SECONDS = 15.0
 class WrittenKeys:
     """The dedup keys this process wrote: finalization keeps them whatever a listing shows.
 
-    Appended to a temporary text file in batches (well under a microsecond per record on the record
-    path, where a sorted SQLite insert costs several; keys are printable ASCII, one per line), and
-    loaded into an indexed spill only at finalization.
+    Appended to a temporary text file in batches (on the record path, far cheaper than a sorted SQLite
+    insert; keys are printable ASCII, one per line), and loaded into an indexed spill only at finalization.
     """
 
     BATCH = 10_000

@@ -1,5 +1,5 @@
 """The stored value of a record that needs more than a copy of its `data`: Airbyte metadata, or a reduction
-to fit KvDB's 16 KB value limit (issue 11).
+to fit KvDB's 16 KB value limit (docs/integrations/destinations/kvdb.md, "Oversized records and Airbyte metadata").
 
 Values stay exact: `data` is never turned into Python numbers or strings. Its top-level fields are decoded as
 `msgspec.Raw` (the source's bytes) and written back verbatim by `msgspec.json.encode`; only whitespace outside
@@ -60,8 +60,8 @@ _decode_source_meta = msgspec.json.Decoder(Optional[_SourceMeta]).decode
 
 
 class RawIds:
-    """Random (version 4) UUID strings, from os.urandom drawn 256 at a time: a third of uuid.uuid4()'s cost,
-    which matters when every record gets one."""
+    """Random (version 4) UUID strings, from os.urandom drawn 256 at a time: cheaper than uuid.uuid4(), which
+    matters when every record gets one."""
 
     def __init__(self, batch: int = 256):
         self._batch = batch

@@ -2,7 +2,7 @@
 
 The platform retries a sync in attempts (fresh processes, same generation and sync id) that resume
 from the last state echoed, and it signals a finished source only by a STREAM_STATUS COMPLETE per
-stream (../shared/platform-behaviour.md). So data is tagged with what identifies the sync across
+stream (docs/integrations/destinations/kvdb.md, "Retention and completion"). So data is tagged with what identifies the sync across
 attempts, and nothing is ever removed before COMPLETE.
 
 | stream                                   | keys written are tagged   | removed after COMPLETE            |

@@ -1,4 +1,4 @@
-"""Against a KvDB whose reads and listings lag behind writes (issue 15): fresh answers asked for, check waits
+"""Against a KvDB whose reads and listings lag behind writes: fresh answers asked for, check waits
 within its budget, finalization deletes nothing until a listing shows its fence (the fake transport; the
 integration tests run the same against the local server's read_lag_seconds)."""
 

@@ -1,4 +1,4 @@
-"""What is stored for a record: Airbyte metadata and the reduction of oversized records (issue 11).
+"""What is stored for a record: Airbyte metadata and the reduction of oversized records.
 
 Values are compared as bytes wherever exactness matters: numbers beyond 64 bits and unusual spellings must
 reach KvDB as the source wrote them.
