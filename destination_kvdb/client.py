@@ -107,8 +107,8 @@ class KvdbSession(requests.Session):
         self.headers["Cache-Control"] = "no-cache"
         self.policy = policy
         self.usage = RequestUsage()
-        # Proxy and CA settings from the environment, read once (per request they cost more CPU than
-        # the request itself): every request goes to the same origin.
+        # Proxy and CA settings from the environment, read once rather than for every request: every
+        # request goes to the same origin.
         self.proxies = requests.utils.get_environ_proxies(base_url)
         self.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         self.trust_env = False
