@@ -24,7 +24,7 @@ class NotAnObject(ValueError):
 
 
 class RequestLimit:
-    """The largest request body to send, shared by the client and every packer filling its requests.
+    """The largest request body to send, shared by the bucket (KvdbBucket) and every packer filling its requests.
 
     Starts at max_request_bytes; lowered for the rest of the sync when KvDB (or a proxy in front
     of it) refuses a body as too large (413).
