@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.run_benchmark import generate_workload  # noqa: E402
 from destination_kvdb.client import KvdbClient  # noqa: E402
 from destination_kvdb.reader import LineBlocks, stream_chunks  # noqa: E402
+from destination_kvdb.settings import Settings  # noqa: E402
 from destination_kvdb.writer import KvdbWriter  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def connector_cpu(data: bytes, catalog, records: int) -> float:
     client = KvdbClient("http://127.0.0.1:9", "bucket", "secret")
     client.send_txn = lambda body: None  # the record path only: no HTTP
     started = time.process_time()
-    KvdbWriter(catalog, client, lambda state: None).write(LineBlocks(stream_chunks(io.BytesIO(data))))
+    KvdbWriter(catalog, client, lambda state: None, Settings.from_config({})).write(LineBlocks(stream_chunks(io.BytesIO(data))))
     return (time.process_time() - started) / records * 1e6
 
 

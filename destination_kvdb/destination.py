@@ -36,8 +36,9 @@ from destination_kvdb.credentials import Credential
 from destination_kvdb.output import claim_the_end, print_line, report
 from destination_kvdb.probe import probe
 from destination_kvdb.reader import InputInterrupted, LineBlocks, fd_chunks, line_chunks
+from destination_kvdb.settings import Settings
 from destination_kvdb.stopping import Stopping, stopped_error
-from destination_kvdb.writer import KvdbWriter, WriteOptions
+from destination_kvdb.writer import KvdbWriter
 
 logger = logging.getLogger("airbyte")
 
@@ -193,15 +194,7 @@ class DestinationKvdb(Destination):
         )
         client = _client(config, policy)
         try:
-            options = WriteOptions(
-                max_in_flight=config["max_requests_in_flight"],
-                max_state_delay_seconds=config["max_state_delay_seconds"],
-                oversized_records=config["oversized_records"],
-                include_airbyte_metadata=config["include_airbyte_metadata"],
-                max_listing_lag_seconds=config["max_listing_lag_seconds"],
-                key_prefix=config["key_prefix"],
-            )
-            writer = KvdbWriter(catalog, client, emit, options)
+            writer = KvdbWriter(catalog, client, emit, Settings.from_config(config))
             if stopping is not None:
                 stopping.pipeline = writer.pipeline
             writer.write(blocks)
