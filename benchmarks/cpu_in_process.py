@@ -10,6 +10,10 @@ Usage: python benchmarks/cpu_in_process.py [--records N] [--repeats R]
            one side (none: only generating the workload), e.g. under valgrind --tool=callgrind, whose
            instruction counts do not depend on what else the machine does: (side(2N) - side(N)) -
            (none(2N) - none(N)) is that side's cost of N records, start-up and generation cancelled
+
+Findings that shaped the record path (2-core machine): reading the system clock per record cost about a
+quarter of the floor's JSON parsing, hence destination_kvdb/clock.py's coarse clock; counting opening
+brackets in one bytes.translate pass costs half of two bytes.count calls (messages.nests_deeper_than).
 """
 
 import argparse

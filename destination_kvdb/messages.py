@@ -58,8 +58,8 @@ def nests_deeper_than(raw: Union[bytes, msgspec.Raw], limit: int) -> bool:
     """Whether JSON text nests objects and arrays more than `limit` levels deep.
 
     Cheap for almost every value: fewer than 2 * limit bytes, or at most `limit` opening brackets (counted in one
-    pass that keeps only them: two bytes.count calls cost twice as much), cannot be that deep. Only the rest have
-    their strings blanked and the depth of their brackets measured.
+    pass that keeps only them), cannot be that deep. Only the rest have their strings blanked and the depth of
+    their brackets measured.
     """
     if len(raw) <= 2 * limit:
         return False

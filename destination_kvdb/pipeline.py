@@ -4,9 +4,9 @@ Transaction requests run concurrently on a small thread pool (pooled connections
 waits for the requests that carry the records before it (those submitted already, and the batch
 still being filled, which becomes the next request); when the last of them succeeds, the worker
 that finished it releases the state at once, in arrival order. A failed request stops every
-later state, never an earlier one whose requests all succeeded. The packer submits each body
-here as soon as it is full; the pipeline also keeps when the oldest state began waiting for the
-next request, so the writer can send a part-filled batch before that state waits too long.
+later state, never an earlier one whose requests all succeeded. The packer submits each finished
+body here; since states wait here, the pipeline also knows how long the oldest has waited for the
+next request, so the writer can send a part-filled batch before it waits too long.
 """
 
 from __future__ import annotations
