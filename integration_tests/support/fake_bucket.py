@@ -15,7 +15,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.credentials import Credential
-from destination_kvdb.transactions import RequestLimit, TxnPacker, delete_op
+from destination_kvdb.transactions import RequestLimit, delete_op
 
 
 class _Op(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,7 +50,8 @@ class FakeUsage:
 
 class FakeBucket:
     """`store` maps each key to its value's bytes as sent; `requests` lists (kind, detail) in the order applied:
-    ("write" or "delete", the ops as (key, value bytes or None for a delete)), ("list", prefix)."""
+    ("write" or "delete", the ops as (key, value bytes or None for a delete)), ("list", prefix). A transaction
+    `refuse` returns True for is neither applied nor recorded: it raises as a failed request would."""
 
     def __init__(self, max_request_bytes: int = 1_048_576, key_prefix: str = ""):
         self.credential = Credential("fake-bucket-secret", is_token=False, key_prefix=key_prefix)
@@ -75,10 +76,10 @@ class FakeBucket:
                     self.store[key] = value
 
     def transact(self, ops: Iterable[bytes]) -> None:
-        packer = TxnPacker(self.request_limit, lambda body, _conflict_keys: self.send_txn(body))
-        for op in ops:
-            packer.add(op)
-        packer.flush()
+        """All the ops in one transaction: the fake has no limits to split them by."""
+        ops = list(ops)
+        if ops:
+            self.send_txn(b'{"txn":[' + b",".join(ops) + b"]}")
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         with self._lock:
