@@ -163,7 +163,8 @@ def write_in_process(server: LocalKvdbServer, bucket: KvdbBucket, lines: list[by
     emitted: list[bytes] = []
     error: Optional[BaseException] = None
     try:
-        KvdbWriter(CATALOG_MODEL, client, emitted.append, Settings.from_config({"max_requests_in_flight": 2, "oversized_records": "fail"})).write_lines(line + b"\n" for line in lines)
+        settings = Settings.from_config({"max_requests_in_flight": 2, "oversized_records": "fail"})
+        KvdbWriter(CATALOG_MODEL, client, emitted.append, settings).write_lines(line + b"\n" for line in lines)
     except BaseException as raised:  # the property inspects what escaped
         error = raised
     finally:

@@ -163,7 +163,8 @@ def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, cl
     completes = [{"stream_descriptor": {"name": name}, "status": "COMPLETE"} for name in "oda"]
     statuses = [{"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": status}} for status in completes]
     client = KvdbClient(BASE_URL, BUCKET, Credential(TOKEN, True, "team1/"))
-    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load({"streams": streams}), client, lambda line: None, Settings.from_config({"key_prefix": "team1/"}))
+    settings = Settings.from_config({"key_prefix": "team1/"})
+    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load({"streams": streams}), client, lambda line: None, settings)
     try:
         writer.write_lines(_line(message) for message in [*records, *statuses])
     finally:
