@@ -1,7 +1,7 @@
 """Why an input line is not a message the writer can use, named by its line number.
 
-Only lines the fast path refused come here, and each error ends the sync, so clarity wins over
-speed: the line is decoded once, into plain Python values (numbers kept as text, so none is out
+Only lines the router could not use come here, and each error ends the sync, so clarity wins
+over speed: the line is decoded once, into plain Python values (numbers kept as text, so none is out
 of range), and its shape is checked from the outside in: JSON, an object, nesting, a message
 type, then, for a RECORD, its data object and its stream.
 """
