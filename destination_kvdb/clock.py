@@ -1,7 +1,8 @@
 """A coarse epoch-millisecond clock for append keys.
 
-Reading the system clock costs about as much per record as a quarter of JSON parsing on these
-machines; a daemon thread refreshing one attribute every few milliseconds makes it a field read.
+Reading the system clock for every record would be a sizeable part of the record path (see
+benchmarks/cpu_in_process.py); a daemon thread refreshing one attribute every few milliseconds
+makes it a field read.
 """
 
 from __future__ import annotations

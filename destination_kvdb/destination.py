@@ -34,7 +34,7 @@ from destination_kvdb.output import claim_the_end, print_line, report
 from destination_kvdb.reader import InputInterrupted, LineBlocks, fd_chunks, line_chunks
 from destination_kvdb.settings import Settings, validated
 from destination_kvdb.stopping import Stopping, stopped_error
-from destination_kvdb.writer import KvdbWriter, WriteOptions
+from destination_kvdb.writer import KvdbWriter
 
 logger = logging.getLogger("airbyte")
 
@@ -151,15 +151,7 @@ class DestinationKvdb(Destination):
     ) -> None:
         bucket = KvdbBucket.from_settings(settings)
         try:
-            options = WriteOptions(
-                max_in_flight=settings.max_requests_in_flight,
-                max_state_delay_seconds=settings.max_state_delay_seconds,
-                oversized_records=settings.oversized_records,
-                include_airbyte_metadata=settings.include_airbyte_metadata,
-                max_listing_lag_seconds=settings.max_listing_lag_seconds,
-                key_prefix=settings.key_prefix,
-            )
-            writer = KvdbWriter(catalog, bucket, emit, options)
+            writer = KvdbWriter(catalog, bucket, emit, settings)
             if stopping is not None:
                 stopping.pipeline = writer.pipeline
             writer.write(blocks)

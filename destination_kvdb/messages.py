@@ -20,6 +20,8 @@ import msgspec
 MAX_NESTING = 500
 # A line that nests deeper than its data's limit: a record's data sits two levels down (message, record).
 MAX_LINE_NESTING = MAX_NESTING + 2
+TOO_DEEP = f"nested more than {MAX_NESTING} levels deep, the limit for a record's data"
+NOT_READABLE = (msgspec.DecodeError, RecursionError)  # invalid, or nested deeper than the decoder goes
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
@@ -56,8 +58,8 @@ def nests_deeper_than(raw: Union[bytes, msgspec.Raw], limit: int) -> bool:
     """Whether JSON text nests objects and arrays more than `limit` levels deep.
 
     Cheap for almost every value: fewer than 2 * limit bytes, or at most `limit` opening brackets (counted in one
-    pass that keeps only them: two bytes.count calls cost twice as much), cannot be that deep. Only the rest have
-    their strings blanked and the depth of their brackets measured.
+    pass that keeps only them), cannot be that deep. Only the rest have their strings blanked and the depth of
+    their brackets measured.
     """
     if len(raw) <= 2 * limit:
         return False

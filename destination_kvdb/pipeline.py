@@ -4,22 +4,31 @@ Transaction requests run concurrently on a small thread pool (pooled connections
 waits for the requests that carry the records before it (those submitted already, and the batch
 still being filled, which becomes the next request); when the last of them succeeds, the worker
 that finished it releases the state at once, in arrival order. A failed request stops every
-later state, never an earlier one whose requests all succeeded.
+later state, never an earlier one whose requests all succeeded. The packer submits each finished
+body here; since states wait here, the pipeline also knows how long the oldest has waited for the
+next request, so the writer can send a part-filled batch before it waits too long.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb.progress import Counted
+
 
 class AckPipeline:
-    def __init__(self, send: Callable[[bytes], None], release: Callable[[bytes], None], max_in_flight: int):
+    """`streams` count the records received (read at each submit: a request holds every record received before it)."""
+
+    def __init__(
+        self, send: Callable[[bytes], None], release: Callable[[bytes], None], max_in_flight: int, streams: Iterable[Counted] = ()
+    ):
         self._send = send
         self._release = release
         self._max_in_flight = max_in_flight
@@ -34,10 +43,14 @@ class AckPipeline:
         self._release_failed = False
         self._records_through: dict[int, int] = {}  # request number -> records received before it was sent
         self.records_stored = 0  # the records of every request up to the last one acknowledged in order
+        self._streams = streams
+        self._state_waiting_since: Optional[float] = None  # when the oldest state waiting for the next request came
 
-    def submit(self, body: bytes, conflict_keys: set[str], records: int = 0) -> None:
-        """Send a transaction body holding the records up to the `records`th; blocks while the pool is full or a
-        request touching the same keys runs."""
+    def submit(self, body: bytes, conflict_keys: set[str]) -> None:
+        """Send a transaction body holding every record received so far; blocks while the pool is full or a request
+        touching the same keys runs."""
+        self._state_waiting_since = None  # every waiting state is now covered by a submitted request
+        records = sum(stream.records for stream in self._streams)
         self._raise_if_failed()
         self._forget_finished()
         clashing = [future for future, keys in self._in_flight.values() if conflict_keys and not keys.isdisjoint(conflict_keys)]
@@ -54,9 +67,17 @@ class AckPipeline:
 
     def add_state(self, state_line: bytes, after_next_request: bool) -> None:
         """Release the state once every request submitted so far, and the next one if it holds its records, succeeded."""
+        if after_next_request and self._state_waiting_since is None:
+            self._state_waiting_since = time.monotonic()
         with self._lock:
             self._waiting_states.append((self._submitted + after_next_request, state_line))
             self._release_ready_states()
+
+    def seconds_until_state_due(self, max_state_delay_seconds: float) -> Optional[float]:
+        """How long the oldest state waiting for the next request may still wait (0: send it now); None if none waits."""
+        if self._state_waiting_since is None:
+            return None
+        return max(0.0, self._state_waiting_since + max_state_delay_seconds - time.monotonic())
 
     def drain(self) -> None:
         """Wait for every request in flight; raise the first failure if there was one."""

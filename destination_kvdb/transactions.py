@@ -71,15 +71,15 @@ class TxnPacker:
     """Packs ops straight into transaction bodies bounded by bytes and op count.
 
     Writing into one growing buffer, rather than keeping a list of op objects, is the cheapest
-    way to batch in Python. `conflict_key`s travel with each body, so the sender can keep two
-    requests that touch the same key from being in flight together (their order would
-    otherwise be up to the network).
+    way to batch in Python. Each finished body goes to `submit` (the pipeline, in a sync) with
+    its `conflict_key`s, so two requests that touch the same key are never in flight together
+    (their order would otherwise be up to the network).
     """
 
-    def __init__(self, limit: RequestLimit, send: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
+    def __init__(self, limit: RequestLimit, submit: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
         self.limit = limit  # read anew for each body: the client may lower it at any time
         self.max_ops = max_ops
-        self._send = send
+        self._submit = submit
         self._reset()
 
     def _reset(self) -> None:
@@ -131,7 +131,7 @@ class TxnPacker:
             self._body[-1:] = TXN_CLOSE
             body, conflict_keys = bytes(self._body), self._conflict_keys
             self._reset()
-            self._send(body, conflict_keys)
+            self._submit(body, conflict_keys)
 
 
 def set_op(key: str, value: object) -> bytes:

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from destination_kvdb import keys
 from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.client import RetryPolicy
-from destination_kvdb.writer import KvdbWriter, WriteOptions
+from destination_kvdb.settings import Settings
+from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.connector import run_check, run_write
 from integration_tests.support.kvdb import LocalBucket, config_for, new_secret
 from integration_tests.support.messages import canonical, catalog, configured_stream, record, state_cursors, stream_state
@@ -163,7 +164,8 @@ def write_in_process(server: LocalKvdbServer, bucket: LocalBucket, lines: list[b
     emitted: list[bytes] = []
     error: Optional[BaseException] = None
     try:
-        KvdbWriter(CATALOG_MODEL, client, emitted.append, WriteOptions(max_in_flight=2, oversized_records="fail")).write_lines(line + b"\n" for line in lines)
+        settings = Settings.from_config({"max_requests_in_flight": 2, "oversized_records": "fail"})
+        KvdbWriter(CATALOG_MODEL, client, emitted.append, settings).write_lines(line + b"\n" for line in lines)
     except BaseException as raised:  # the property inspects what escaped
         error = raised
     finally:

@@ -17,7 +17,7 @@ from destination_kvdb.credentials import Credential
 from destination_kvdb.destination import DestinationKvdb
 from destination_kvdb.finalization import FENCE_MARKS
 from destination_kvdb.settings import Settings
-from destination_kvdb.writer import KvdbWriter, WriteOptions
+from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, PROBE_PREFIX, is_list
 
 TOKEN = "tok-" + "Q" * 40
@@ -163,7 +163,8 @@ def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, cl
     completes = [{"stream_descriptor": {"name": name}, "status": "COMPLETE"} for name in "oda"]
     statuses = [{"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": status}} for status in completes]
     client = KvdbBucket(BASE_URL, BUCKET, Credential(TOKEN, True, "team1/"))
-    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load({"streams": streams}), client, lambda line: None, WriteOptions(key_prefix="team1/"))
+    settings = Settings.from_config({"key_prefix": "team1/"})
+    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load({"streams": streams}), client, lambda line: None, settings)
     try:
         writer.write_lines(_line(message) for message in [*records, *statuses])
     finally:

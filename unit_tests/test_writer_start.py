@@ -12,6 +12,7 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.bucket import KvdbBucket
+from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.messages import catalog, configured_stream
 from integration_tests.support.waiting import free_port
@@ -37,7 +38,7 @@ def test_a_writer_refusing_its_catalog_raises_a_config_error_and_stops_its_clock
     before = set(threading.enumerate())
     try:
         with pytest.raises(AirbyteTracedException) as refused:
-            KvdbWriter(dedup_without_key, client, emitted.append)
+            KvdbWriter(dedup_without_key, client, emitted.append, Settings.from_config({}))
     finally:
         client.close()
 

@@ -1,0 +1,164 @@
+"""One catalog stream's records as ops in the shared batch: the stream's keys, and values as the source sent them.
+
+A record's `data` goes into the batch byte for byte; only a value over KvDB's limit, or one that
+needs Airbyte metadata, is built (record_values.py). The sink batches only: when the stream's
+earlier data may go is stream_ends.py's to decide, with what the sink noted while writing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import msgspec
+from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb import keys, messages
+from destination_kvdb.clock import CoarseClock
+from destination_kvdb.finalization import WrittenKeys
+from destination_kvdb.messages import NOT_READABLE, TOO_DEEP
+from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedRecord, RecordValues
+from destination_kvdb.retention import Retention
+from destination_kvdb.settings import Settings
+from destination_kvdb.transactions import SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
+
+logger = logging.getLogger("airbyte")
+
+CDC_DELETED_AT = "_ab_cdc_deleted_at"
+StreamKey = tuple[Optional[str], str]  # (namespace or None, name): how the router finds a stream's sink
+_KEY_ENDS = tuple(low.encode() + SET_VALUE for low in keys.COUNTER_LOW_HEX)  # the counter's last hex digits, then the value
+
+
+class RejectedRecord(Exception):
+    """A record KvDB cannot take; the writer adds the line number."""
+
+    def __init__(self, message: str, failure_type: FailureType = FailureType.config_error):
+        super().__init__(message)
+        self.failure_type = failure_type
+
+
+def _unreadable_data(error: Exception) -> RejectedRecord:
+    """Data the block decoder took but a decode of its fields could not: not an object, or (only with a recursion
+    limit far below Python's default, since deeper data is refused first) nested deeper than the decoder goes."""
+    if isinstance(error, RecursionError):
+        return RejectedRecord(f"is {TOO_DEEP}", FailureType.system_error)
+    return RejectedRecord("is a RECORD message without a data object", FailureType.system_error)
+
+
+def _nulled_summary(built: Built) -> str:
+    """Which fields a reduction nulled, the largest five by name; never their values."""
+    if built.whole_record:
+        return f"kept only its primary key and cursor ({len(built.nulled)} fields, {sum(size for _, size in built.nulled)} bytes dropped)"
+    named = ", ".join(f"'{field}' ({size} bytes)" for field, size in built.nulled[:5])
+    return f"nulled {named}" + (f" and {len(built.nulled) - 5} more" if len(built.nulled) > 5 else "")
+
+
+class StreamSink:
+    """One catalog stream: how its records become ops. `written` holds the dedup keys a truncating stream wrote,
+    which its finalization keeps whatever a listing shows."""
+
+    def __init__(self, configured: ConfiguredAirbyteStream, run_id: int, packer: TxnPacker, clock: CoarseClock, settings: Settings):
+        stream = configured.stream
+        self.namespace = stream.namespace or None
+        self.label = f"{self.namespace}.{stream.name}" if self.namespace else stream.name
+        self.prefix = keys.stream_prefix(stream.name, self.namespace, settings.key_prefix)
+        self.dedup = configured.destination_sync_mode == DestinationSyncMode.append_dedup
+        self.primary_key = configured.primary_key or []
+        if self.dedup and not self.primary_key:
+            message = f"stream '{self.label}' uses append_dedup but has no primary key"
+            raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+        self.retention = Retention.of(configured, run_id)
+        self.tag = self.retention.tag
+        self.values = RecordValues(
+            primary_key=self.primary_key,
+            cursor_field=configured.cursor_field or [],
+            oversized_records=settings.oversized_records,
+            include_metadata=settings.include_airbyte_metadata,
+            generation_id=self.retention.generation_id,
+            sync_id=configured.sync_id,
+            max_value_bytes=MAX_VALUE_BYTES,
+        )
+        self._copy_limit = -1 if settings.include_airbyte_metadata else MAX_VALUE_BYTES  # larger values are built
+        self._check_limit = min(self._copy_limit, 2 * messages.MAX_NESTING)  # smaller values cannot nest too deeply
+        self.records = 0
+        self.bytes = 0
+        self.reduced = 0
+        self.records_at_last_state = 0
+        self._add = packer.add
+        self._add_set = packer.add_set
+        self._clock = clock
+        self._ms = 0
+        self._op_start = b""  # SET_START and the key up to the counter's last two hex digits
+        self.written: Optional[WrittenKeys] = WrittenKeys() if self.dedup and self.retention.truncates else None
+
+    def write(self, record: messages.Record) -> None:
+        """The hot path: the record's bytes into one op (two for a dedup stream being truncated)."""
+        value = record.data
+        if len(value) > self._check_limit:
+            value = self._checked(record)
+        if self.dedup:
+            self._write_dedup(record.data, value)
+        else:
+            low = (self.records + 1) & 0xFF
+            if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
+                self._ms = max(self._clock.ms, self._ms)
+                self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.records + 1).encode()
+            try:
+                self._add_set(self._op_start, _KEY_ENDS[low], value)
+            except NotAnObject:
+                raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
+        self.records += 1
+        self.bytes += len(value)
+
+    def _checked(self, record: messages.Record) -> bytes:
+        """A value long enough to nest too deeply, or to need more than a copy: refused, built, or as sent."""
+        if messages.nests_deeper_than(record.data, messages.MAX_NESTING):
+            raise RejectedRecord(f"is {TOO_DEEP}", FailureType.system_error)
+        return self._built(record) if len(record.data) > self._copy_limit else record.data
+
+    def _built(self, record: messages.Record) -> bytes:
+        """The stored value when it is more than a copy: metadata asked for, or a record over KvDB's limit."""
+        try:
+            built = self.values.build(record.data, getattr(record, "emitted_at", None), getattr(record, "meta", None))
+        except OversizedRecord as oversized:
+            raise RejectedRecord(
+                f"a record of stream '{self.label}' is {oversized.size} bytes as JSON, over KvDB's limit of "
+                f"{MAX_VALUE_BYTES} bytes per value"
+                + (f", and still {oversized.reduced_size} bytes with only its primary key and cursor" if oversized.reduced_size else "")
+            ) from None
+        except NOT_READABLE as unreadable:
+            raise _unreadable_data(unreadable) from None
+        if built.nulled or built.whole_record:
+            self.reduced += 1
+            logger.info(
+                f"stream '{self.label}': a record of {len(record.data)} bytes was reduced to {len(built.value)} bytes "
+                f"to fit KvDB's limit; {_nulled_summary(built)}"
+            )
+        return built.value
+
+    def _write_dedup(self, data: msgspec.Raw, value: bytes) -> None:
+        try:
+            fields = messages.fields(data)
+        except NOT_READABLE as unreadable:
+            raise _unreadable_data(unreadable) from None
+        try:
+            key = keys.dedup_key(self.prefix, keys.primary_key_texts(fields, self.primary_key))
+        except keys.MissingPrimaryKey as missing:
+            raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
+        deleted_at = fields.get(CDC_DELETED_AT)
+        if deleted_at is not None and bytes(deleted_at) != b"null":
+            self._add(delete_op(key), key)
+            return
+        self._add_set(SET_START + key.encode(), SET_VALUE, value, key)
+        if self.written is not None:
+            self._add(set_op(keys.marker_key(self.prefix, self.retention.generation_id, key), key))
+            self.written.add(key)
+
+    def take_records_since_state(self) -> int:
+        count, self.records_at_last_state = self.records - self.records_at_last_state, self.records
+        return count
+
+    def close(self) -> None:
+        if self.written is not None:
+            self.written.close()
