@@ -149,7 +149,7 @@ def test_total_outage_write_gives_up_after_its_retry_time_with_a_transient_error
     (error,) = run.errors
     assert error["failure_type"] == "transient_error"
     gave_up = re.search(r"gave up after \d+ attempts in ([\d.]+) s \(retries stop before 3 s\)", error["message"])
-    assert gave_up and float(gave_up[1]) < 3, error["message"]
+    assert gave_up and float(gave_up[1]) <= 3.0, error["message"]  # retries stop before the limit (rounded to 0.1 s)
     if server is not None:
         assert server.items(bucket.bucket_id) == []
     assert bucket.secret_key not in run.stdout + run.stderr, "the secret key leaked"

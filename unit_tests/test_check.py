@@ -13,7 +13,7 @@ from airbyte_cdk.models import Status
 
 from destination_kvdb.check import CHECK_POLICY
 from destination_kvdb.destination import DestinationKvdb
-from integration_tests.support.fake_kvdb import CONFIG, PROBE_PREFIX, SECRET, check_in_process, is_list, is_read
+from integration_tests.support.fake_kvdb import CONFIG, PROBE_PREFIX, SECRET, check_in_process, is_list
 
 
 def test_succeeds_and_cleans_up_its_probe_key(kvdb, clock, caplog):
