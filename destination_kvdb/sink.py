@@ -12,10 +12,10 @@ from typing import Optional
 
 import msgspec
 from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys, messages
 from destination_kvdb.clock import CoarseClock
+from destination_kvdb.config_problems import config_error
 from destination_kvdb.finalization import WrittenKeys
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
 from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedRecord, RecordValues
@@ -66,8 +66,7 @@ class StreamSink:
         self.dedup = configured.destination_sync_mode == DestinationSyncMode.append_dedup
         self.primary_key = configured.primary_key or []
         if self.dedup and not self.primary_key:
-            message = f"stream '{self.label}' uses append_dedup but has no primary key"
-            raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+            raise config_error(f"stream '{self.label}' uses append_dedup but has no primary key")
         self.retention = Retention.of(configured, run_id)
         self.tag = self.retention.tag
         self.values = RecordValues(
