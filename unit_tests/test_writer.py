@@ -167,13 +167,15 @@ def test_once_statuses_arrive_a_stream_without_complete_keeps_its_data_and_fails
         (b'{"type":"RECORD","record":{"stream":"a","data":{},"namespace":null,"emitted_at":"x","meta":5}}', None, None),
         (b'{"type":"STATE"}', "input line 3 is a STATE message without a state object", FailureType.system_error),
         (b'{"type":"STATE","state":{"type":"STREAM"}}', "input line 3 is not a valid Airbyte STATE message", FailureType.system_error),
+        (b'{"type":"TRACE"}', "input line 3 is a TRACE message without a trace object", FailureType.system_error),
         (b'{"type":"TRACE","trace":{"type":"STREAM_STATUS","stream_status":{"stream_descriptor":{"name":null}}}}',
          "input line 3 names its stream with something other than a string", FailureType.system_error),
         (b'{"type":"RECORD","record":{"stream":"a","data":' + b"[" * 600 + b"]" * 600 + b"}}",
          "input line 3 is nested more than 500 levels deep, the limit for a record's data", FailureType.system_error),
     ],
     ids=["invalid-json", "array", "no-type", "no-data", "stream-not-a-string", "unknown-stream", "odd-fields-ignored",
-         "state-without-state", "stream-state-without-stream", "status-stream-not-a-string", "too-deep"],
+         "state-without-state", "stream-state-without-stream", "trace-without-trace", "status-stream-not-a-string",
+         "too-deep"],
 )
 @pytest.mark.parametrize("fast_path", [True, False], ids=["in-a-block", "line-by-line"])
 def test_a_bad_line_is_named_by_its_number_after_what_came_before_is_stored(bad, message, failure_type, fast_path):
