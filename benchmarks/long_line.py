@@ -1,4 +1,4 @@
-"""Time and peak RSS of `write` for one very long record line (issue 16): the reader must stay linear.
+"""Time and peak RSS of `write` for one very long record line: the reader must stay linear.
 
 The line is a record of a few MB (by default 15 MB and 60 MB) followed by a state; the connector nulls its
 big field to fit KvDB's 16 KB limit (oversized_records: null_fields), so the run exercises reading the line,

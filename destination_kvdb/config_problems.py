@@ -28,9 +28,8 @@ def describe(error: jsonschema.ValidationError, spec: Mapping[str, Any], unknown
     if error.validator == "required":
         missing = next(name for name in error.validator_value if name not in error.instance)
         problem = f"'{missing}' is required"
-        close = difflib.get_close_matches(missing, unknown, n=1)
-        if close:
-            return f"{problem}; the config has '{close[0]}': did you mean '{missing}'?"
+        if suggestion := _did_you_mean(problem, missing, unknown):
+            return suggestion
     elif error.validator in ("minimum", "maximum") and not rules.get("airbyte_secret"):
         problem = f"{field} must be between {rules['minimum']} and {rules['maximum']}; got {error.instance}"
     elif error.validator == "type":
@@ -57,10 +56,15 @@ def credential_problem(config: Mapping[str, Any], unknown: list[str]) -> Optiona
         return None
     problem = "'secret_key' or 'access_token' is required (one of them, not both)"
     for name in CREDENTIAL_FIELDS:
-        close = difflib.get_close_matches(name, unknown, n=1)
-        if close:
-            return f"{problem}; the config has '{close[0]}': did you mean '{name}'?"
+        if suggestion := _did_you_mean(problem, name, unknown):
+            return suggestion
     return problem
+
+
+def _did_you_mean(problem: str, missing: str, unknown: list[str]) -> Optional[str]:
+    """The problem with the unknown field that looks like a misspelt `missing`; None when none does."""
+    close = difflib.get_close_matches(missing, unknown, n=1)
+    return f"{problem}; the config has '{close[0]}': did you mean '{missing}'?" if close else None
 
 
 def config_error(message: str) -> AirbyteTracedException:

@@ -15,7 +15,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import messages
-from destination_kvdb.messages import TOO_DEEP
+from destination_kvdb.messages import TOO_DEEP, WITHOUT_DATA
 from destination_kvdb.sink import RejectedRecord, StreamKey
 
 _decode_loosely = msgspec.json.Decoder(float_hook=str).decode
@@ -53,7 +53,7 @@ def bad_line(number: int, line: bytes, streams: Mapping[StreamKey, Any]) -> Airb
         return line_error(number, f"is not a valid Airbyte {kind} message")
     record = message.get("record")
     if not isinstance(record, dict) or not isinstance(record.get("data"), dict):
-        return line_error(number, "is a RECORD message without a data object")
+        return line_error(number, f"is {WITHOUT_DATA}")
     stream, namespace = record.get("stream"), record.get("namespace")
     if not isinstance(stream, str) or not (namespace is None or isinstance(namespace, str)):
         return line_error(number, "names its stream with something other than a string")

@@ -21,6 +21,7 @@ MAX_NESTING = 500
 # A line that nests deeper than its data's limit: a record's data sits two levels down (message, record).
 MAX_LINE_NESTING = MAX_NESTING + 2
 TOO_DEEP = f"nested more than {MAX_NESTING} levels deep, the limit for a record's data"
+WITHOUT_DATA = "a RECORD message without a data object"  # said by the sink and by the line diagnosis alike
 NOT_READABLE = (msgspec.DecodeError, RecursionError)  # invalid, or nested deeper than the decoder goes
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BRACKET_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes

@@ -17,7 +17,7 @@ class Counted(Protocol):
 
 
 class Usage(Protocol):
-    """What the client counts (destination_kvdb.client.RequestUsage)."""
+    """Requests sent by kind and KvDB's quota, as a bucket reports them (destination_kvdb.usage.RequestUsage)."""
 
     KINDS: tuple[str, ...]
     quota_remaining: Optional[int]

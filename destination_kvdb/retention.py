@@ -15,7 +15,7 @@ attempts, and nothing is ever removed before COMPLETE.
 
 A stream that truncates by generation, and every stream once any stream status arrived, is
 finalized only by its COMPLETE; otherwise (hand-piped files, platforms without refreshes) a clean
-end of an input that carried a record or a state of it completes it (writer.py): silence never deletes.
+end of an input that carried a record or a state of it completes it (stream_ends.py): silence never deletes.
 """
 
 from __future__ import annotations

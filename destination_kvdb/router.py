@@ -136,10 +136,7 @@ class Router:
         return self.sinks.get((namespace or None, name))
 
     def _state(self, number: int, message: dict[str, msgspec.Raw]) -> None:
-        try:
-            state = messages.fields(message["state"])
-        except (KeyError, msgspec.ValidationError):
-            raise line_error(number, "is a STATE message without a state object") from None
+        state = _object_field(number, message, "state")
         if bytes(state.get("type", b"")) == b'"STREAM"':
             sink = self._descriptor_sink(number, messages.fields(state["stream"]))
             count = sink.take_records_since_state() if sink else 0
@@ -159,10 +156,7 @@ class Router:
         self.pipeline.add_state(line, after_next_request=pending)
 
     def _trace(self, number: int, message: dict[str, msgspec.Raw]) -> None:
-        try:
-            trace = messages.fields(message["trace"])
-        except (KeyError, msgspec.ValidationError):
-            raise line_error(number, "is a TRACE message without a trace object") from None
+        trace = _object_field(number, message, "trace")
         if bytes(trace.get("type", b"")) != b'"STREAM_STATUS"':
             return
         status = messages.fields(trace["stream_status"])
@@ -170,3 +164,11 @@ class Router:
         if self.ends.status(sink, complete=bytes(status.get("status", b"")) == b'"COMPLETE"'):
             self.store_all()  # everything before the COMPLETE is stored before anything is deleted
             self.ends.finalize(sink)
+
+
+def _object_field(number: int, message: dict[str, msgspec.Raw], field: str) -> dict[str, msgspec.Raw]:
+    """The fields of a STATE's or TRACE's own object (`state`, `trace`); a line error when it has none."""
+    try:
+        return messages.fields(message[field])
+    except (KeyError, msgspec.ValidationError):
+        raise line_error(number, f"is a {field.upper()} message without a {field} object") from None

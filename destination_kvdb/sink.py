@@ -12,12 +12,12 @@ from typing import Optional
 
 import msgspec
 from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys, messages
 from destination_kvdb.clock import CoarseClock
+from destination_kvdb.config_problems import config_error
 from destination_kvdb.finalization import WrittenKeys
-from destination_kvdb.messages import NOT_READABLE, TOO_DEEP
+from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
 from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedRecord, RecordValues
 from destination_kvdb.retention import Retention
 from destination_kvdb.settings import Settings
@@ -43,7 +43,7 @@ def _unreadable_data(error: Exception) -> RejectedRecord:
     limit far below Python's default, since deeper data is refused first) nested deeper than the decoder goes."""
     if isinstance(error, RecursionError):
         return RejectedRecord(f"is {TOO_DEEP}", FailureType.system_error)
-    return RejectedRecord("is a RECORD message without a data object", FailureType.system_error)
+    return RejectedRecord(f"is {WITHOUT_DATA}", FailureType.system_error)
 
 
 def _nulled_summary(built: Built) -> str:
@@ -66,8 +66,7 @@ class StreamSink:
         self.dedup = configured.destination_sync_mode == DestinationSyncMode.append_dedup
         self.primary_key = configured.primary_key or []
         if self.dedup and not self.primary_key:
-            message = f"stream '{self.label}' uses append_dedup but has no primary key"
-            raise AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.config_error)
+            raise config_error(f"stream '{self.label}' uses append_dedup but has no primary key")
         self.retention = Retention.of(configured, run_id)
         self.tag = self.retention.tag
         self.values = RecordValues(
@@ -106,8 +105,8 @@ class StreamSink:
                 self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.records + 1).encode()
             try:
                 self._add_set(self._op_start, _KEY_ENDS[low], value)
-            except NotAnObject:
-                raise RejectedRecord("is a RECORD message without a data object", FailureType.system_error) from None
+            except NotAnObject as not_an_object:
+                raise _unreadable_data(not_an_object) from None
         self.records += 1
         self.bytes += len(value)
 

@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 class SpilledKeys:
     """Keys kept in a temporary SQLite file that disappears on close.
 
-    indexed=False adds keys in random order at a fraction of the cost (no b-tree kept sorted while adding)
+    indexed=False adds keys in random order cheaply, since no b-tree is kept sorted while adding,
     and builds the index at the first lookup; duplicates then stay (len counts them).
     """
 

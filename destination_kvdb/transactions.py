@@ -77,7 +77,7 @@ class TxnPacker:
     """
 
     def __init__(self, limit: RequestLimit, submit: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
-        self.limit = limit  # read anew for each body: the client may lower it at any time
+        self.limit = limit  # read anew for each body: the bucket may lower it at any time
         self.max_ops = max_ops
         self._submit = submit
         self._reset()

@@ -1,4 +1,4 @@
-"""Values stored exactly as the source sent them (issue 12), read back as the bytes KvDB holds.
+"""Values stored exactly as the source sent them, read back as the bytes KvDB holds.
 
 Database sources send NUMERIC columns with every digit; a destination that parses records into floats
 rounds money and ids without a word. The local server keeps a transaction's values as the JSON text

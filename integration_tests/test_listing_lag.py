@@ -1,4 +1,4 @@
-"""Issue 15: KvDB's listings and reads may show the bucket as it was up to L seconds earlier. A sync must
+"""KvDB's listings and reads may show the bucket as it was up to L seconds earlier. A sync must
 never delete what it stored because a listing did not show it yet, and must still finish its truncation
 (older generations and untagged keys removed) once listings catch up. The local server's
 read_lag_seconds fault plays the lagging KvDB."""

@@ -1,4 +1,4 @@
-"""The local KvDB server against the rules of docs kvdb-api.md, over real HTTP on loopback."""
+"""The local KvDB server against the rules of KvDB's HTTP API, over real HTTP on loopback."""
 
 import base64
 import http.client

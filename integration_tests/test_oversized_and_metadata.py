@@ -1,4 +1,4 @@
-"""Oversized records and Airbyte metadata through the real connector over HTTP (issue 11).
+"""Oversized records and Airbyte metadata through the real connector over HTTP.
 
 By default a record over KvDB's 16,384-byte value limit is stored with its largest fields nulled (never its
 primary key or cursor) and the change noted in `_airbyte_meta.changes`; `oversized_records: fail` stops the

@@ -1,6 +1,6 @@
-"""The platform's rules (issue 9) through the real connector over HTTP: a failed source never empties a
+"""The platform's rules through the real connector over HTTP: a failed source never empties a
 stream, every attempt of one sync keeps what it stored, states go back byte for byte, odd namespaces and
-stream statuses are handled the way the platform sends them (../shared/platform-behaviour.md).
+stream statuses are handled the way the platform sends them.
 """
 
 import msgspec

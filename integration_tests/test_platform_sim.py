@@ -125,7 +125,7 @@ def test_a_zygote_child_behaves_like_python_main_py(zygote, local_kvdb, make_buc
 
 
 def test_overwrite_dedup_while_listings_lag_keeps_every_attempts_records(simulator):
-    """Issue 15: append_dedup with minimum generation == generation (the platform's overwrite + dedup) and
+    """Lagging listings: append_dedup with minimum generation == generation (the platform's overwrite + dedup) and
     listings 0.3 s behind the writes, over attempts that fail, get killed and resume."""
     streams = [StreamHistory("accounts", "crm", "dedup"), StreamHistory("users", None, "append")]
     sim = simulator(5, streams=streams, records_per_job=(40, 120), read_lag_seconds=0.3)

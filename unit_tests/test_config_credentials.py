@@ -19,6 +19,7 @@ from destination_kvdb.finalization import FENCE_MARKS
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, PROBE_PREFIX, is_list
+from integration_tests.support.messages import catalog, configured_stream, record, stream_status
 
 TOKEN = "tok-" + "Q" * 40
 TOKEN_CONFIG = {"bucket_id": "bkt", "access_token": TOKEN, "key_prefix": "team1/", "base_url": "https://kvdb.test"}
@@ -144,27 +145,21 @@ def _line(message: dict) -> bytes:
     return orjson.dumps(message) + b"\n"
 
 
-def _configured(name: str, mode: str, **extra) -> dict:
-    stream = {"name": name, "json_schema": {}, "supported_sync_modes": ["full_refresh", "incremental"]}
-    return {"stream": stream, "sync_mode": "incremental", "destination_sync_mode": mode, **extra}
-
-
 def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, clock):
     """Overwrite, a truncating dedup refresh with CDC deletes and an append: every key set or deleted, and every
     listing's prefix, starts with key_prefix; the bucket's other keys stay."""
     kvdb.store.update(OTHER_KEYS)
     streams = [
-        _configured("o", "overwrite", generation_id=2, minimum_generation_id=2, sync_id=7),
-        _configured("d", "append_dedup", primary_key=[["id"]], generation_id=2, minimum_generation_id=2, sync_id=7),
-        _configured("a", "append"),
+        configured_stream("o", "overwrite", generation_id=2, minimum_generation_id=2, sync_id=7),
+        configured_stream("d", "append_dedup", primary_key=[["id"]], generation_id=2, minimum_generation_id=2, sync_id=7),
+        configured_stream("a", "append"),
     ]
     sent = [("o", {"id": 1}), ("d", {"id": 1}), ("d", {"id": 2, "_ab_cdc_deleted_at": "x"}), ("a", {"id": 1})]
-    records = [{"type": "RECORD", "record": {"stream": name, "data": data, "emitted_at": 1}} for name, data in sent]
-    completes = [{"stream_descriptor": {"name": name}, "status": "COMPLETE"} for name in "oda"]
-    statuses = [{"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": status}} for status in completes]
+    records = [record(name, data) for name, data in sent]
+    statuses = [stream_status(name) for name in "oda"]
     client = KvdbBucket(BASE_URL, BUCKET, Credential(TOKEN, True, "team1/"))
     settings = Settings.from_config({"key_prefix": "team1/"})
-    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load({"streams": streams}), client, lambda line: None, settings)
+    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load(catalog(*streams)), client, lambda line: None, settings)
     try:
         writer.write_lines(_line(message) for message in [*records, *statuses])
     finally:

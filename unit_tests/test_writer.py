@@ -29,6 +29,12 @@ def line(message: dict) -> bytes:
     return orjson.dumps(message)
 
 
+def records_each_with_a_state(count: int) -> list[bytes]:
+    """Records {"id": 1} to {"id": count} of stream a, each followed by a state whose cursor is its id."""
+    pairs = ((record_line("a", b'{"id":%d}' % number), line(stream_state("a", number))) for number in range(1, count + 1))
+    return [text for pair in pairs for text in pair]
+
+
 class Run:
     """A writer over a fake bucket; `states` are the echoed states as parsed, and `stored_at_echo` how many keys the
     bucket held when each was echoed."""
@@ -74,10 +80,7 @@ def test_each_sync_mode_stores_values_exactly_as_sent_and_echoes_states_with_the
 
 
 def test_a_state_is_echoed_only_once_the_records_before_it_are_stored():
-    lines = []
-    for number in range(1, 6):
-        lines += [record_line("a", b'{"id":%d}' % number), line(stream_state("a", number))]
-    run = Run(configured_stream("a"), settings=EACH_STATE_SENDS).write(lines)
+    run = Run(configured_stream("a"), settings=EACH_STATE_SENDS).write(records_each_with_a_state(5))
 
     assert run.error is None and run.cursors() == [1, 2, 3, 4, 5]
     assert [stored >= number for number, stored in enumerate(run.stored_at_echo, 1)] == [True] * 5
@@ -85,9 +88,7 @@ def test_a_state_is_echoed_only_once_the_records_before_it_are_stored():
 
 
 def test_a_failed_request_stops_every_later_state_and_fails_the_sync():
-    lines = []
-    for number in range(1, 6):
-        lines += [record_line("a", b'{"id":%d}' % number), line(stream_state("a", number))]
+    lines = records_each_with_a_state(5)
     run = Run(configured_stream("a"), settings=EACH_STATE_SENDS.but(max_requests_in_flight=1))
     run.bucket.refuse = lambda ops: any(value == b'{"id":3}' for _, value in ops)
     run.write(lines)
@@ -167,13 +168,15 @@ def test_once_statuses_arrive_a_stream_without_complete_keeps_its_data_and_fails
         (b'{"type":"RECORD","record":{"stream":"a","data":{},"namespace":null,"emitted_at":"x","meta":5}}', None, None),
         (b'{"type":"STATE"}', "input line 3 is a STATE message without a state object", FailureType.system_error),
         (b'{"type":"STATE","state":{"type":"STREAM"}}', "input line 3 is not a valid Airbyte STATE message", FailureType.system_error),
+        (b'{"type":"TRACE"}', "input line 3 is a TRACE message without a trace object", FailureType.system_error),
         (b'{"type":"TRACE","trace":{"type":"STREAM_STATUS","stream_status":{"stream_descriptor":{"name":null}}}}',
          "input line 3 names its stream with something other than a string", FailureType.system_error),
         (b'{"type":"RECORD","record":{"stream":"a","data":' + b"[" * 600 + b"]" * 600 + b"}}",
          "input line 3 is nested more than 500 levels deep, the limit for a record's data", FailureType.system_error),
     ],
     ids=["invalid-json", "array", "no-type", "no-data", "stream-not-a-string", "unknown-stream", "odd-fields-ignored",
-         "state-without-state", "stream-state-without-stream", "status-stream-not-a-string", "too-deep"],
+         "state-without-state", "stream-state-without-stream", "trace-without-trace", "status-stream-not-a-string",
+         "too-deep"],
 )
 @pytest.mark.parametrize("fast_path", [True, False], ids=["in-a-block", "line-by-line"])
 def test_a_bad_line_is_named_by_its_number_after_what_came_before_is_stored(bad, message, failure_type, fast_path):

@@ -1,4 +1,4 @@
-"""A writer that refuses its catalog must not leave threads behind (issue 9, item 5).
+"""A writer that refuses its catalog must not leave threads behind.
 
 The CDK's in-process interface (and the platform simulator) build many writers in one process; each
 leaked clock thread would tick for the rest of it.

@@ -16,6 +16,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.credentials import Credential
 from destination_kvdb.transactions import RequestLimit, delete_op
+from destination_kvdb.usage import RequestUsage
 
 
 class _Op(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,7 +35,7 @@ _decode_txn = msgspec.json.Decoder(_Txn).decode
 class FakeUsage:
     """The counts progress lines report, taken from the bucket's requests."""
 
-    KINDS = ("write", "list", "delete", "read")
+    KINDS = RequestUsage.KINDS
     quota_remaining: Optional[int] = None
     quota_resets_at: Optional[float] = None
 

@@ -33,7 +33,7 @@ DEDUP_ID_POOL = 60
 PRECISE_CURSOR = "123456789012345678901234567890.00000000000000000001"  # wider than int64 and than a double
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 STREAM_KINDS = ("append", "dedup", "client_overwrite_gen", "client_overwrite_sync")
-# A share of the random jobs runs against listings and reads that lag behind writes (issue 15); small lags,
+# A share of the random jobs runs against listings and reads that lag behind writes; small lags,
 # since a lagged finalization waits until its listings catch up.
 LAGGED_JOB_SHARE = 0.1
 LAGS_SECONDS = (0.2, 0.3, 0.5)
