@@ -10,7 +10,6 @@ docs/integrations/destinations/kvdb.md ("Listings that lag behind writes", "Requ
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 import uuid
 from typing import Optional
@@ -19,10 +18,10 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
-from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.bucket import Bucket
+from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.retention import Retention
-from destination_kvdb.spill import SpilledKeys
+from destination_kvdb.spill import SpilledKeys, WrittenKeys
 from destination_kvdb.transactions import MAX_OPS_PER_TXN, set_op
 
 logger = logging.getLogger("airbyte")
@@ -31,43 +30,6 @@ logger = logging.getLogger("airbyte")
 FENCE_MARKS = ("!fence.", "~fence.")
 FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
 RELIST_MAX_DELAY_SECONDS = 15.0
-
-
-class WrittenKeys:
-    """The dedup keys this process wrote: finalization keeps them whatever a listing shows.
-
-    Appended to a temporary text file in batches (on the record path, far cheaper than a sorted SQLite
-    insert; keys are printable ASCII, one per line), and loaded into an indexed spill only at finalization.
-    """
-
-    BATCH = 10_000
-
-    def __init__(self) -> None:
-        self._pending: list[str] = []
-        self._file = tempfile.TemporaryFile("w+", encoding="ascii", prefix="destination-kvdb-")
-        self._lookup: Optional[SpilledKeys] = None
-
-    def add(self, key: str) -> None:
-        self._pending.append(key)
-        if len(self._pending) >= self.BATCH:
-            self._write_pending()
-
-    def _write_pending(self) -> None:
-        self._file.write("".join(key + "\n" for key in self._pending))
-        self._pending.clear()
-
-    def __contains__(self, key: str) -> bool:
-        if self._lookup is None:
-            self._write_pending()
-            self._file.seek(0)
-            self._lookup = SpilledKeys(indexed=False)  # keys arrive in the source's order
-            self._lookup.add_all(line[:-1] for line in self._file)
-        return key in self._lookup
-
-    def close(self) -> None:
-        self._file.close()
-        if self._lookup is not None:
-            self._lookup.__exit__()
 
 
 class ListingLagged(Exception):

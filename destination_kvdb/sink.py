@@ -16,11 +16,11 @@ from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, Fai
 from destination_kvdb import keys, messages
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.config_problems import config_error
-from destination_kvdb.finalization import WrittenKeys
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
 from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedRecord, RecordValues
 from destination_kvdb.retention import Retention
 from destination_kvdb.settings import Settings
+from destination_kvdb.spill import WrittenKeys
 from destination_kvdb.transactions import SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
 
 logger = logging.getLogger("airbyte")

@@ -1,10 +1,10 @@
-"""A disk-backed set of keys, so finalizing a stream of millions of keys needs little memory."""
+"""Disk-backed sets of keys, so finalizing a stream of millions of keys needs little memory."""
 
 from __future__ import annotations
 
 import sqlite3
 import tempfile
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 
 class SpilledKeys:
@@ -48,3 +48,40 @@ class SpilledKeys:
         cursor = self._db.execute("SELECT key FROM keys ORDER BY key")
         while chunk := cursor.fetchmany(size):
             yield [key for (key,) in chunk]
+
+
+class WrittenKeys:
+    """The dedup keys this process wrote: finalization keeps them whatever a listing shows.
+
+    Appended to a temporary text file in batches (on the record path, far cheaper than a sorted SQLite
+    insert; keys are printable ASCII, one per line), and loaded into an indexed spill only at finalization.
+    """
+
+    BATCH = 10_000
+
+    def __init__(self) -> None:
+        self._pending: list[str] = []
+        self._file = tempfile.TemporaryFile("w+", encoding="ascii", prefix="destination-kvdb-")
+        self._lookup: Optional[SpilledKeys] = None
+
+    def add(self, key: str) -> None:
+        self._pending.append(key)
+        if len(self._pending) >= self.BATCH:
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        self._file.write("".join(key + "\n" for key in self._pending))
+        self._pending.clear()
+
+    def __contains__(self, key: str) -> bool:
+        if self._lookup is None:
+            self._write_pending()
+            self._file.seek(0)
+            self._lookup = SpilledKeys(indexed=False)  # keys arrive in the source's order
+            self._lookup.add_all(line[:-1] for line in self._file)
+        return key in self._lookup
+
+    def close(self) -> None:
+        self._file.close()
+        if self._lookup is not None:
+            self._lookup.__exit__()
