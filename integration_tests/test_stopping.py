@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from typing import Optional
 
 import pytest
@@ -31,6 +30,9 @@ NEW = [{"id": i, "sync": 2} for i in range(10, 13)]
 # Over KvDB's 16 KB value limit: stored reduced, and the connector logs that it read it.
 LARGE = {"id": 99, "sync": 2, "blob": "x" * 20_000}
 REDUCED_LOG = "was reduced"
+# A stop must end on its own well before this (the stuck tests wait for KvDB up to max_stop_seconds=300 unless the
+# second signal or the deadline ends them): the trace says which ended it, and no wall-clock time is asserted.
+EXIT_TIMEOUT_SECONDS = 60
 
 
 def overwrite_users(sync_id: int) -> dict:
@@ -51,16 +53,14 @@ def wait_for_log(live: ConnectorProcess, text: str, timeout: float = 60.0) -> No
         pass
 
 
-def signal_and_finish(live: ConnectorProcess, signal_number: int, first: Optional[int] = None) -> tuple[Run, float]:
-    """Signal a write whose stdin stays open (after `first`, once its stop began); its run, and seconds to exit."""
+def signal_and_finish(live: ConnectorProcess, signal_number: int, first: Optional[int] = None) -> Run:
+    """Signal a write whose stdin stays open (after `first`, once its stop began); its whole run."""
     try:
         if first is not None:
             live.process.send_signal(first)
             wait_for_log(live, f"received {signal.Signals(first).name}: reading no more input")
-        signalled = time.monotonic()
         live.process.send_signal(signal_number)
-        run = live.finish(timeout=60, input_open=True)
-        return run, time.monotonic() - signalled
+        return live.finish(timeout=EXIT_TIMEOUT_SECONDS, input_open=True)
     finally:
         live.kill()
 
@@ -133,7 +133,7 @@ def test_a_signal_stores_the_buffered_records_echoes_their_state_and_finalizes_n
     live.send([record("users", row) for row in NEW] + [stream_state("users", "after-new"), record("users", LARGE)])
     wait_for_log(live, REDUCED_LOG)
 
-    run, seconds_to_exit = signal_and_finish(live, signal_number)
+    run = signal_and_finish(live, signal_number)
 
     assert_stopped(run, exit_code, f"stopped by {signal.Signals(signal_number).name}", "4 records were stored")
     assert [state["state"]["stream"]["stream_state"] for state in run.states] == [{"cursor": "after-new"}]
@@ -141,7 +141,6 @@ def test_a_signal_stores_the_buffered_records_echoes_their_state_and_finalizes_n
     users = stored_values(kvdb_bucket, "users__ab__")
     assert by_id(users)[:-1] == by_id(OLD + NEW)  # stored, and the old data not removed
     assert by_id(users)[-1]["id"] == LARGE["id"]  # stored too (reduced), though no state follows it
-    assert seconds_to_exit < 10, f"took {seconds_to_exit:.1f} s to exit after the signal"
 
 
 class SilentServer:
@@ -184,18 +183,16 @@ def start_write_stuck_on_kvdb(tmp_path, server: SilentServer, **overrides) -> Co
 def test_the_deadline_ends_a_stop_that_kvdb_never_answers(tmp_path, silent_server):
     live = start_write_stuck_on_kvdb(tmp_path, silent_server, max_stop_seconds=1)
 
-    run, seconds_to_exit = signal_and_finish(live, signal.SIGTERM)
+    run = signal_and_finish(live, signal.SIGTERM)
 
     assert_stopped(run, 143, "stopped by SIGTERM", "0 records were stored", "after 1 s (max_stop_seconds)")
     assert run.states == []
-    assert 1 <= seconds_to_exit < 10, f"took {seconds_to_exit:.1f} s to exit after the signal"
 
 
 def test_a_second_sigterm_ends_the_stop_at_once(tmp_path, silent_server):
     live = start_write_stuck_on_kvdb(tmp_path, silent_server, max_stop_seconds=300)
 
-    run, seconds_to_exit = signal_and_finish(live, signal.SIGTERM, first=signal.SIGTERM)
+    run = signal_and_finish(live, signal.SIGTERM, first=signal.SIGTERM)
 
     assert_stopped(run, 143, "stopped by SIGTERM", "0 records were stored", "a second SIGTERM ended the wait")
     assert run.states == []
-    assert seconds_to_exit < 30, f"took {seconds_to_exit:.1f} s to exit after the second signal"
