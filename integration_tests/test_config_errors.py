@@ -63,7 +63,10 @@ def test_a_base_url_typo_is_answered_with_a_sentence_not_a_regular_expression(tm
     check = run_connector(["check", "--config", config_path])
     write = run_connector(write_args(config_path, catalog_path), b"")
 
-    expected = "Invalid config: 'base_url' must be http:// or https:// followed by a host name, an optional port and no path, for example https://kvdb.io"
+    expected = (
+        "Invalid config: 'base_url' must be https://host[:port] with no path (https is required; plain http only for a "
+        "loopback host: localhost, 127.0.0.0/8, [::1]), for example https://kvdb.io"
+    )
     assert check.connection_status == {"status": "FAILED", "message": expected}
     assert_write_failed(write, expected)
     for run in (check, write):
