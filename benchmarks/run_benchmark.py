@@ -190,7 +190,7 @@ class LocalKvdbServer:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while time.monotonic() < deadline:
             output = stdout_path.read_text(errors="replace")
-            url = re.search(r"listening on (http://\S+)", output)
+            url = re.search(r"listening on (http://\S+)", output)  # ignore-https-check: the local server
             if url and re.search(rf"^bucket {re.escape(BUCKET_ID)}\s*$", output, re.MULTILINE):
                 return url.group(1).rstrip("/")
             if self.process.poll() is not None:
