@@ -27,7 +27,7 @@ ENV PYTHONUNBUFFERED=1
 ENV AIRBYTE_ENTRYPOINT="/usr/local/bin/destination-kvdb"
 ENTRYPOINT ["/usr/local/bin/destination-kvdb"]
 
-LABEL io.airbyte.version=0.5.0
+LABEL io.airbyte.version=0.6.0
 LABEL io.airbyte.name=airbyte/destination-kvdb
 
 USER airbyte

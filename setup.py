@@ -18,7 +18,7 @@ TEST_REQUIREMENTS = [
 
 setup(
     name="destination-kvdb",
-    version="0.5.0",
+    version="0.6.0",
     description="Airbyte destination that writes records into KvDB (kvdb.io).",
     author="destination-kvdb maintainers",
     license="MIT",
