@@ -85,6 +85,8 @@ MUTATIONS: dict[str, tuple[str, Callable[[Path], None]]] = {
         root, breaking_change(current_version(), migrationDocumentationUrl="https://docs.airbyte.com/integrations/destinations/kvdb"))),
     "docs page missing": ("documentation", lambda root: (root / "docs/integrations/destinations/kvdb.md").unlink()),
     "no changelog row for the version": ("changelog_entry", lambda root: edit_metadata(root, lambda data: data.update(dockerImageTag="9.9.9"))),
+    "an older version above a newer": ("changelog_entry", lambda root: edit(
+        root, "docs/integrations/destinations/kvdb.md", "| 0.1.11  | 2024-08-22 |", "| 0.1.13  | 2024-08-22 |")),
     "setup.py not bumped": ("versions_agree", lambda root: edit(root, "setup.py", f'version="{current_version()}"', 'version="0.5.0"')),
     "image label not bumped": ("versions_agree", lambda root: edit(root, "Dockerfile", f"io.airbyte.version={current_version()}", "io.airbyte.version=0.5.0")),
     "required field missing": ("metadata_file", lambda root: edit_metadata(root, lambda data: data.pop("githubIssueLabel"))),
