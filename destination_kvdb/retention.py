@@ -34,10 +34,10 @@ class Retention:
     generation_id: int
     minimum_generation_id: int
     sync_id: Optional[int]
-    run_id: int
+    run_id: str
 
     @classmethod
-    def of(cls, configured: ConfiguredAirbyteStream, run_id: int) -> "Retention":
+    def of(cls, configured: ConfiguredAirbyteStream, run_id: str) -> "Retention":
         return cls(
             overwrite=configured.destination_sync_mode == DestinationSyncMode.overwrite,
             generation_id=configured.generation_id or 0,

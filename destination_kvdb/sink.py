@@ -58,7 +58,7 @@ class StreamSink:
     """One catalog stream: how its records become ops. `written` holds the dedup keys a truncating stream wrote,
     which its finalization keeps whatever a listing shows."""
 
-    def __init__(self, configured: ConfiguredAirbyteStream, run_id: int, packer: TxnPacker, clock: CoarseClock, settings: Settings):
+    def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, packer: TxnPacker, clock: CoarseClock, settings: Settings):
         stream = configured.stream
         self.namespace = stream.namespace or None
         self.label = f"{self.namespace}.{stream.name}" if self.namespace else stream.name
@@ -69,6 +69,7 @@ class StreamSink:
             raise config_error(f"stream '{self.label}' uses append_dedup but has no primary key")
         self.retention = Retention.of(configured, run_id)
         self.tag = self.retention.tag
+        self.run_id = run_id
         self.values = RecordValues(
             primary_key=self.primary_key,
             cursor_field=configured.cursor_field or [],
@@ -102,7 +103,7 @@ class StreamSink:
             low = (self.records + 1) & 0xFF
             if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
                 self._ms = max(self._clock.ms, self._ms)
-                self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.records + 1).encode()
+                self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.run_id, self.records + 1).encode()
             try:
                 self._add_set(self._op_start, _KEY_ENDS[low], value)
             except NotAnObject as not_an_object:

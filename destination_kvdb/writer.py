@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Optional
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb import keys
 from destination_kvdb.bucket import Bucket
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
@@ -50,8 +51,9 @@ class KvdbWriter:
         self.ends = StreamEnds(bucket, settings.max_listing_lag_seconds)
         self.clock = CoarseClock()
         try:
+            run_id = keys.new_run_id()
             for configured in catalog.streams:
-                sink = StreamSink(configured, self.clock.ms, self.packer, self.clock, settings)
+                sink = StreamSink(configured, run_id, self.packer, self.clock, settings)
                 self.sinks[(sink.namespace, configured.stream.name)] = sink
         except BaseException:
             self.clock.stop()

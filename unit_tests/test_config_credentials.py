@@ -121,8 +121,8 @@ LARGEST_ID = 2**63 - 1
 def test_keys_under_the_longest_key_prefix_stay_within_128_bytes(key_prefix):
     prefix = keys.stream_prefix(LONGEST_NAME, "~" * 100, key_prefix)
     written = [
-        keys.append_key(prefix, 9_999_999_999_999, keys.generation_tag(LARGEST_ID), 2**32 - 1),
-        keys.append_key(prefix, 9_999_999_999_999, keys.sync_tag(LARGEST_ID), 2**32 - 1),
+        keys.append_key(prefix, 9_999_999_999_999, keys.generation_tag(LARGEST_ID), "z" * keys.RUN_ID_CHARS, 2**32 - 1),
+        keys.append_key(prefix, 9_999_999_999_999, keys.sync_tag(LARGEST_ID), "z" * keys.RUN_ID_CHARS, 2**32 - 1),
         keys.dedup_key(prefix, ["x" * 300]),
         keys.marker_key(prefix, LARGEST_ID, "live"),
         *(listed + mark + "f" * 16 for listed in (prefix, keys.markers_prefix(prefix)) for mark in FENCE_MARKS),
