@@ -14,6 +14,7 @@ import msgspec
 from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, FailureType
 
 from destination_kvdb import keys, messages
+from destination_kvdb.catalog_check import stream_label
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.config_problems import config_error
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
@@ -61,7 +62,7 @@ class StreamSink:
     def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, packer: TxnPacker, clock: CoarseClock, settings: Settings):
         stream = configured.stream
         self.namespace = stream.namespace or None
-        self.label = f"{self.namespace}.{stream.name}" if self.namespace else stream.name
+        self.label = stream_label(self.namespace, stream.name)
         self.prefix = keys.stream_prefix(stream.name, self.namespace, settings.key_prefix)
         self.dedup = configured.destination_sync_mode == DestinationSyncMode.append_dedup
         self.primary_key = configured.primary_key or []

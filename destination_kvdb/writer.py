@@ -19,6 +19,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
 from destination_kvdb.bucket import Bucket
+from destination_kvdb.catalog_check import check_catalog
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress
@@ -43,6 +44,7 @@ class KvdbWriter:
         settings: Settings,
         progress: Optional[Progress] = None,
     ):
+        check_catalog(catalog)  # before any thread starts or anything is written
         self.settings = settings
         self.progress = progress or Progress(bucket.usage)
         self.sinks: dict[StreamKey, StreamSink] = {}
