@@ -38,8 +38,7 @@ def test_a_name_spelling_the_hashed_form_of_a_long_name_keeps_its_records_when_t
     first = run_write(tmp_path, config_for(kvdb_bucket), catalog(stream(SPELLED, "append")), [message(SPELLED, data) for data in kept])
     assert_succeeded(first)
 
-    descriptor = {"namespace": LONG} if part == "namespace" else {}
-    complete = stream_status("users" if part == "namespace" else LONG, namespace=descriptor.get("namespace"))
+    complete = stream_status(LONG) if part == "name" else stream_status("users", namespace=LONG)
     second = run_write(tmp_path, config_for(kvdb_bucket), catalog(stream(LONG, "overwrite")), [message(LONG, {"id": "long"}), complete])
 
     assert_succeeded(second)
