@@ -126,13 +126,17 @@ def test_a_key_path_that_names_no_field_is_a_config_error_naming_the_stream(tmp_
 
 
 @pytest.mark.parametrize("key_prefix", ["../", "a/../", "/", "//", "?/", "#/", "%/", "%2F/", "&limit=1/", "+/", "t/users__ab__/", "x__ab__/"])
-def test_key_prefixes_that_break_reads_or_nest_in_stream_keys_are_refused_by_check_and_write(tmp_path, kvdb_bucket, key_prefix):
-    config = config_for(kvdb_bucket, key_prefix=key_prefix)
-
-    checked = run_check(tmp_path, config)
-    written = run_write(tmp_path, config, catalog(configured_stream("users")), [record("users", {"id": 1})])
+def test_key_prefixes_that_break_reads_or_nest_in_stream_keys_are_refused_by_check(tmp_path, kvdb_bucket, key_prefix):
+    checked = run_check(tmp_path, config_for(kvdb_bucket, key_prefix=key_prefix))
 
     assert checked.connection_status["status"] == "FAILED"
     assert checked.connection_status["message"].startswith("Invalid config: 'key_prefix' ")
-    assert_failed(written, "config_error", "'key_prefix'")
     assert stored(kvdb_bucket) == []
+
+
+@pytest.mark.parametrize("key_prefix, rule", [("a/../", "'.' or '..'"), ("&limit=1/", "only letters"), ("t/users__ab__/", "'__'")])
+def test_a_write_with_such_a_key_prefix_fails_naming_the_rule_before_anything_is_written(tmp_path, kvdb_bucket, key_prefix, rule):
+    written = run_write(tmp_path, config_for(kvdb_bucket, key_prefix=key_prefix), catalog(configured_stream("users")), [record("users", {"id": 1})])
+
+    assert_failed(written, "config_error", "'key_prefix'", rule)
+    assert stored(kvdb_bucket) == [] and written.states == []
