@@ -6,13 +6,17 @@ The spec (spec.json) is the one source of every rule and bound quoted here.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Mapping, Optional
 
 import jsonschema
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb.keys import MAX_KEY_PREFIX_BYTES
+
 CREDENTIAL_FIELDS = ("secret_key", "access_token")
+_KEY_PREFIX_CHARS = re.compile(r"[A-Za-z0-9._/-]*")
 _TYPES = {"integer": "a whole number", "number": "a number", "string": "a string", "boolean": "true or false", "object": "a JSON object"}
 
 
@@ -38,6 +42,8 @@ def describe(error: jsonschema.ValidationError, spec: Mapping[str, Any], unknown
         problem = f"'{field}' must be one of {', '.join(rules['enum'])}"
     elif error.validator == "minLength" and rules.get("minLength") == 1:
         problem = f"'{field}' must not be empty"
+    elif error.validator == "pattern" and field == "key_prefix" and (broken := key_prefix_problem(error.instance)):
+        problem = broken
     elif error.validator == "pattern" and "pattern_descriptor" in rules:
         problem = f"'{field}' must be {rules['pattern_descriptor']}, for example {rules['examples'][0]}"
     else:
@@ -45,6 +51,24 @@ def describe(error: jsonschema.ValidationError, spec: Mapping[str, Any], unknown
     if unknown:
         problem += f" (fields not in the spec: {', '.join(repr(name) for name in unknown)})"
     return problem
+
+
+def key_prefix_problem(prefix: str) -> Optional[str]:
+    """The first rule of spec.json's key_prefix pattern that prefix breaks, named; None when it keeps them all.
+
+    The rules keep keys readable with the docs' commands (URL paths and query values) and keep every connection's
+    keys apart: no segment can contain a stream prefix, so no key prefix lies inside another connection's keys.
+    """
+    rules = [
+        (not _KEY_PREFIX_CHARS.fullmatch(prefix), "may hold only letters, digits, '-', '_', '.' and '/' (characters that need no escaping in a URL path or query)"),
+        (len(prefix) > MAX_KEY_PREFIX_BYTES, f"must be at most {MAX_KEY_PREFIX_BYTES} characters"),
+        (prefix != "" and not prefix.endswith("/"), "must end with '/'"),
+        (prefix.startswith("/") or "//" in prefix, "must not start with '/' or have an empty segment ('//')"),
+        (any(segment in (".", "..") for segment in prefix.split("/")), "must not have '.' or '..' as a segment"),
+        ("__" in prefix, "must not contain '__': the connector's separators (__ab__, __ns__, __abg__) begin with it, so "
+                         "such a prefix could lie inside another connection's stream keys"),
+    ]
+    return next((f"'key_prefix' {rule}" for broken, rule in rules if broken), None)
 
 
 def credential_problem(config: Mapping[str, Any], unknown: list[str]) -> Optional[str]:

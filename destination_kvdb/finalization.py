@@ -27,7 +27,7 @@ from destination_kvdb.transactions import MAX_OPS_PER_TXN, set_op
 logger = logging.getLogger("airbyte")
 
 # A fence is two keys under a listing's prefix: `!` sorts before and `~` after every key the connector writes.
-FENCE_MARKS = ("!fence.", "~fence.")
+FENCE_MARKS = keys.FENCE_MARKS
 FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
 RELIST_MAX_DELAY_SECONDS = 15.0
 
@@ -63,13 +63,18 @@ class StreamFinalization:
         self._deadline = time.monotonic() + self.max_listing_lag_seconds
         try:
             with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
-                self._find_unkept(written, doomed, stale_markers)
+                foreign = self._find_unkept(written, doomed, stale_markers)
                 # Stale markers go last (transactions apply in order, each whole): if this is interrupted, the next
                 # attempt still knows what to keep. One stream of deletes, so both share their last transaction.
                 self.bucket.delete_keys(
                     key for spilled in (doomed, stale_markers) for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk
                 )
-                return len(doomed) - len(FENCE_MARKS)  # this run's fence is not data
+                if foreign:
+                    logger.warning(
+                        f"stream '{self.label}': {foreign} keys under its prefix are not keys this connector writes for "
+                        f"the stream (another application's, or another connection's); they were left alone"
+                    )
+                return len(doomed) + len(stale_markers) - len(fences)  # this run's fences are not data
         except ListingLagged:
             self.bucket.delete_keys(fences)  # nothing else was deleted: the bucket is as it was
             message = (
@@ -82,25 +87,32 @@ class StreamFinalization:
     def _fence(self, prefix: str) -> list[str]:
         return [prefix + mark + self._token for mark in FENCE_MARKS]
 
-    def _find_unkept(self, written: Optional[WrittenKeys], doomed: SpilledKeys, stale_markers: SpilledKeys) -> None:
-        """Fill doomed with the keys to delete and stale_markers with the markers of generations not kept."""
-        keeps = self.retention.keeps
+    def _find_unkept(self, written: Optional[WrittenKeys], doomed: SpilledKeys, stale_markers: SpilledKeys) -> int:
+        """Fill doomed with the keys to delete and stale_markers with the markers of generations not kept; return how
+        many listed keys were not the stream's own (left alone)."""
+        keeps, prefix, foreign = self.retention.keeps, self.prefix, 0
         if written is None:
-            with self._fresh_listing(self.prefix) as listed:
+            with self._fresh_listing(prefix) as listed:
                 for chunk in listed.chunks(MAX_OPS_PER_TXN):
-                    doomed.add_all(key for key in chunk if not keeps(keys.append_key_tag(self.prefix, key)))
-            return
-        with SpilledKeys() as kept, self._fresh_listing(keys.markers_prefix(self.prefix)) as markers:
+                    doomed.add_all(key for key in chunk if self.retention.removes(prefix, key))
+                    foreign += sum(not keys.is_own_key(prefix, key) for key in chunk)
+            return foreign
+        with SpilledKeys() as kept, self._fresh_listing(keys.markers_prefix(prefix)) as markers:
             for chunk in markers.chunks(MAX_OPS_PER_TXN):
                 for marker in chunk:
-                    parsed = keys.parse_marker(self.prefix, marker)
+                    parsed = keys.parse_marker(prefix, marker)
                     if parsed and keeps(keys.generation_tag(parsed[0])):
                         kept.add(parsed[1])
-                    else:
+                    elif keys.is_own_marker(prefix, marker):
                         stale_markers.add(marker)
-            with self._fresh_listing(self.prefix) as listed:
+                    else:
+                        foreign += 1
+            with self._fresh_listing(prefix) as listed:
                 for chunk in listed.chunks(MAX_OPS_PER_TXN):
-                    doomed.add_all(key for key in chunk if keys.marker_digest(key) not in kept and key not in written)
+                    own = [key for key in chunk if keys.is_own_key(prefix, key)]
+                    foreign += len(chunk) - len(own)
+                    doomed.add_all(key for key in own if keys.marker_digest(key) not in kept and key not in written)
+        return foreign
 
     def _fresh_listing(self, prefix: str) -> SpilledKeys:
         """Every key under prefix from a pass that shows both keys of its fence, listing again with backoff until one does."""

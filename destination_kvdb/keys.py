@@ -1,28 +1,30 @@
-"""The key layout: pure functions that turn streams and records into KvDB keys.
+"""The key layout: pure functions that turn streams and records into KvDB keys, and tell a stream's keys apart.
 
-Layout (documented in README and docs/integrations/destinations/kvdb.md):
+Grammar of every key written (documented in README and docs/integrations/destinations/kvdb.md, "Key layout"):
 
-    stream prefix   <key_prefix><name>__ab__                  stream without a namespace (0.1.x compatible)
-                    <key_prefix><namespace>__ns__<name>__ab__ namespaced stream
-    check's probe   <key_prefix>_airbyte_check_<32 hex digits>
-    append/overwrite <prefix><13-digit epoch ms>.<tag>.<8 hex digits counter>
-    append_dedup     <prefix>k.<pk value>[.<pk value>...]
-    truncate marker  <prefix without "__ab__">__abg__<generation>.<hash of the live key>
+    key prefix      ""  |  (segment "/")+, a segment of [A-Za-z0-9._-] without "__", never "." or ".."
+    part            plain | "~" escaped | head "~" 12 hex (a long part: its readable head, a hash of the whole part)
+    stream prefix   <key_prefix><part: name>__ab__  |  <key_prefix><part: namespace>__ns__<part: name>__ab__
+    append/overwrite <stream prefix><13-digit epoch ms>.<tag>.<6 base-36 run id>.<8 hex counter>
+    append_dedup     <stream prefix>k.<pk>[.<pk>...]  |  <stream prefix>k.<pk head>~<32 hex>  (a long key)
+    truncate marker  <stream prefix without "__ab__">__abg__<generation>.<12 hex>
+    fences           <listing prefix>!fence.<hex>  and  <listing prefix>~fence.<hex>
+    check's probe    <key_prefix>_airbyte_check_<32 hex>
 
-key_prefix (empty by default) is the config's: every key the connector writes, lists or deletes starts with
-it, so a prefix-scoped access token covers them all. It ends with '/' and is at most MAX_KEY_PREFIX_BYTES long;
-each name part gives up half its length (rounded up) so that keys stay as short as without it.
-A name part is used verbatim when it is "plain" (ASCII letters, digits, '.', '-', '_', without a
-double underscore or a trailing underscore); otherwise it is written as '~' plus percent-encoding.
-Plain parts never contain "__", so no stream's prefix can be the start of another stream's key.
-Keys never exceed KvDB's 128 bytes: over-long parts keep a readable start and gain a hash.
-Keys are printable ASCII without quotes or backslashes, so they go into JSON as they are.
+A plain part is ASCII letters, digits, '.', '-', '_' without "__" and not ending with '_'; any other part is
+escaped: '~' plus percent-encoding in which '_' and '~' are encoded too, so an escaped part holds '~' only first.
+A primary-key value is percent-encoded with '.' and '~' encoded, so '.' only separates a composite key's values
+and '~' only starts a hash. A hashed form therefore has a '~' where no unhashed form can: no short input spells
+it, and its hash covers the whole input. Parts never contain "__" or '/', and a key_prefix never contains
+"__", so no stream prefix (or marker prefix) is the start of another stream's, or another connection's, keys.
+Keys never exceed KvDB's 128 bytes and are printable ASCII without quotes or backslashes (JSON as they are).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from typing import Any, Optional
 from urllib.parse import quote
 
@@ -37,15 +39,32 @@ STREAM_SEPARATOR = "__ab__"
 NAMESPACE_SEPARATOR = "__ns__"
 MARKER_SEPARATOR = "__abg__"
 DEDUP_MARK = "k."
-HASH_CHARS = 12
+HASH_MARK = "~"
+HASH_CHARS = 12  # of a long name part (and of a marker's live key)
+KEY_HASH_CHARS = 32  # of a long dedup key: 128 bits, as primary-key values may come from anyone
+RUN_ID_CHARS = 6
+LARGEST_TAG_ID = 2**63 - 1  # generation and sync ids are Java longs on the platform
+# The longest append suffix (13-digit ms, '.', a tag of the largest id, '.', run id, '.', 8 hex counter) leaves this
+# much of the 128 bytes to the stream prefix; a namespaced stream's namespace part shrinks to fit it.
+MAX_STREAM_PREFIX_BYTES = MAX_KEY_BYTES - (13 + 1 + 1 + len(str(LARGEST_TAG_ID)) + 1 + RUN_ID_CHARS + 1 + 8)
+FENCE_MARKS = ("!fence.", "~fence.")  # sort before and after every key of a listing prefix
 
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
-_APPEND_SUFFIX = re.compile(r"\d{13}\.([grs][0-9a-z]+)\.[0-9a-f]{8}")
-_SAFE_PK_CHARS = "-_~!$'()*+,;=@:/"  # quote() also keeps "." which _pk_text escapes itself
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_SAFE_PK_CHARS = "-_!$'()*+,;=@:/"  # quote() also keeps "." and "~", which _pk_text escapes itself
+# What follows a stream prefix in the keys of that stream, by every version that wrote them:
+_APPEND_SUFFIX = re.compile(r"\d{13}\.([grs][0-9a-z]+)\.(?:[0-9a-z]{%d}\.)?[0-9a-f]{8}" % RUN_ID_CHARS)  # 0.2-0.5: no run id
+_OWN_SUFFIX = re.compile(
+    _APPEND_SUFFIX.pattern
+    + r"|\d+(?:\.\d+)?"  # 0.1.x: the record's time
+    + r"|k\.[A-Za-z0-9%._~!$'()*+,;=@:/-]*"  # a dedup key (0.5.x escaped no '~')
+    + r"|[!~]fence\.[0-9a-f]+"
+)
+_OWN_MARKER_SUFFIX = re.compile(r"(\d+)\.([0-9a-f]{%d})|[!~]fence\.[0-9a-f]+" % HASH_CHARS)
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:HASH_CHARS]
+def _digest(text: str, chars: int = HASH_CHARS) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:chars]
 
 
 def _truncate_utf8(text: str, max_bytes: int) -> str:
@@ -57,13 +76,12 @@ def _is_plain(name: str) -> bool:
 
 
 def encode_name_part(name: str, max_bytes: int = MAX_NAME_PART_BYTES) -> str:
-    """Encode a stream or namespace name so it cannot contain "__" and stays within max_bytes."""
-    encoded = name if _is_plain(name) else "~" + quote(name, safe=".-").replace("_", "%5F")
+    """A stream or namespace name without "__" or '/', within max_bytes; distinct names give distinct parts."""
+    encoded = name if _is_plain(name) else HASH_MARK + quote(name, safe=".-").replace("_", "%5F").replace("~", "%7E")
     if len(encoded.encode("utf-8")) <= max_bytes:
         return encoded
-    keep = max_bytes - HASH_CHARS - 1
-    start = _truncate_utf8(encoded, keep).rstrip("_")
-    return f"{start}~{_digest(name)}"
+    start = _truncate_utf8(encoded, max_bytes - HASH_CHARS - 1)
+    return f"{start.rstrip('_') or start}{HASH_MARK}{_digest(name)}"  # the head is never empty: '~' is never first
 
 
 def stream_prefix(name: str, namespace: Optional[str] = None, key_prefix: str = "") -> str:
@@ -71,7 +89,8 @@ def stream_prefix(name: str, namespace: Optional[str] = None, key_prefix: str = 
     part_bytes = MAX_NAME_PART_BYTES - (len(key_prefix) + 1) // 2
     stem = encode_name_part(name, part_bytes)
     if namespace:
-        stem = encode_name_part(namespace, part_bytes) + NAMESPACE_SEPARATOR + stem
+        room = MAX_STREAM_PREFIX_BYTES - len(key_prefix) - len(stem) - len(NAMESPACE_SEPARATOR) - len(STREAM_SEPARATOR)
+        stem = encode_name_part(namespace, min(part_bytes, room)) + NAMESPACE_SEPARATOR + stem
     return key_prefix + stem + STREAM_SEPARATOR
 
 
@@ -96,8 +115,19 @@ def marker_key(prefix: str, generation: int, live_key: str) -> str:
 
 def parse_marker(prefix: str, key: str) -> Optional[tuple[int, str]]:
     """(generation, digest of the live key) of a marker key, or None for anything else."""
-    generation, _, digest = key[len(markers_prefix(prefix)) :].partition(".")
-    return (int(generation), digest) if generation.isdigit() and digest else None
+    match = _OWN_MARKER_SUFFIX.fullmatch(key, len(markers_prefix(prefix))) if key.startswith(markers_prefix(prefix)) else None
+    return (int(match.group(1)), match.group(2)) if match and match.group(1) else None
+
+
+def is_own_key(prefix: str, key: str) -> bool:
+    """Whether key is one the connector writes for the stream of this prefix (any version's, fences included)."""
+    return key.startswith(prefix) and _OWN_SUFFIX.fullmatch(key, len(prefix)) is not None
+
+
+def is_own_marker(prefix: str, key: str) -> bool:
+    """Whether key is a truncate-refresh marker (or a fence among them) of the stream of this prefix."""
+    markers = markers_prefix(prefix)
+    return key.startswith(markers) and _OWN_MARKER_SUFFIX.fullmatch(key, len(markers)) is not None
 
 
 def generation_tag(generation_id: int) -> str:
@@ -109,9 +139,14 @@ def sync_tag(sync_id: int) -> str:
     return f"s{sync_id}"
 
 
-def run_tag(run_id: int) -> str:
+def new_run_id() -> str:
+    """A random id of this process, in its append keys: no two processes write the same key, whatever their clocks."""
+    return "".join(secrets.choice(_BASE36) for _ in range(RUN_ID_CHARS))
+
+
+def run_tag(run_id: str) -> str:
     """Tag of an overwrite run with neither generation nor sync id (hand runs): unique to the process."""
-    return "r" + _base36(run_id)
+    return "r" + run_id
 
 
 def tag_generation(tag: Optional[str]) -> Optional[int]:
@@ -119,31 +154,21 @@ def tag_generation(tag: Optional[str]) -> Optional[int]:
     return int(tag[1:]) if tag and tag[0] == "g" and tag[1:].isdigit() else None
 
 
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    text = ""
-    while True:
-        number, rest = divmod(number, 36)
-        text = digits[rest] + text
-        if number == 0:
-            return text
-
-
 COUNTER_LOW_HEX = tuple(f"{low:02x}" for low in range(256))
 
 
-def append_key_head(prefix: str, epoch_ms: int, tag: str, counter: int) -> str:
+def append_key_head(prefix: str, epoch_ms: int, tag: str, run_id: str, counter: int) -> str:
     """An append key without the counter's last two hex digits, so writers can reuse it 256 times."""
-    return f"{prefix}{epoch_ms:013d}.{tag}.{counter >> 8:06x}"
+    return f"{prefix}{epoch_ms:013d}.{tag}.{run_id}.{counter >> 8:06x}"
 
 
-def append_key(prefix: str, epoch_ms: int, tag: str, counter: int) -> str:
-    """Keys sort by arrival time, then by the writer's counter; the tag tells which sync wrote it."""
-    return append_key_head(prefix, epoch_ms, tag, counter) + COUNTER_LOW_HEX[counter & 0xFF]
+def append_key(prefix: str, epoch_ms: int, tag: str, run_id: str, counter: int) -> str:
+    """Keys sort by arrival time; the tag tells which sync wrote it, the run id and counter which process and record."""
+    return append_key_head(prefix, epoch_ms, tag, run_id, counter) + COUNTER_LOW_HEX[counter & 0xFF]
 
 
 def append_key_tag(prefix: str, key: str) -> Optional[str]:
-    """The tag of a key written by append_key, or None for any other key (e.g. a 0.1.x key)."""
+    """The tag of an append key (this version's or 0.2-0.5's), or None for any other key (e.g. a 0.1.x key)."""
     match = _APPEND_SUFFIX.fullmatch(key, len(prefix))
     return match.group(1) if match else None
 
@@ -176,13 +201,14 @@ def primary_key_texts(fields: dict[str, msgspec.Raw], primary_key: list[list[str
 
 
 def _pk_text(text: str) -> str:
-    return quote(text, safe=_SAFE_PK_CHARS).replace(".", "%2E")
+    return quote(text, safe=_SAFE_PK_CHARS).replace(".", "%2E").replace("~", "%7E")
 
 
 def dedup_key(prefix: str, pk_texts: list[str]) -> str:
-    """The same primary key gives the same key in every sync (the id 1 and the id "1" share it); composite keys join with '.'."""
+    """The same primary key gives the same key in every sync (the id 1 and the id "1" share it); composite keys join
+    with '.'. A key over 128 bytes keeps its start and gets a 128-bit hash of the whole key after a '~'."""
     key = prefix + DEDUP_MARK + ".".join(_pk_text(text) for text in pk_texts)
     if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
         return key
-    keep = MAX_KEY_BYTES - HASH_CHARS - 1
-    return f"{_truncate_utf8(key, keep)}~{_digest(key)}"
+    keep = MAX_KEY_BYTES - KEY_HASH_CHARS - 1
+    return f"{_truncate_utf8(key, keep)}{HASH_MARK}{_digest(key, KEY_HASH_CHARS)}"

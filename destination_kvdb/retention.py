@@ -13,6 +13,9 @@ attempts, and nothing is ever removed before COMPLETE.
 | overwrite, no generation, sync id        | sync id                   | every key of another tag          |
 | overwrite, neither (hand runs)           | this process              | every key of another tag          |
 
+Only keys that parse as the stream's own (keys.py's grammar) are ever removed: a key under the stream's prefix
+that the connector did not write for it (another application's) stays, and finalization warns about it.
+
 A stream that truncates by generation, and every stream once any stream status arrived, is
 finalized only by its COMPLETE; otherwise (hand-piped files, platforms without refreshes) a clean
 end of an input that carried a record or a state of it completes it (stream_ends.py): silence never deletes.
@@ -34,10 +37,10 @@ class Retention:
     generation_id: int
     minimum_generation_id: int
     sync_id: Optional[int]
-    run_id: int
+    run_id: str
 
     @classmethod
-    def of(cls, configured: ConfiguredAirbyteStream, run_id: int) -> "Retention":
+    def of(cls, configured: ConfiguredAirbyteStream, run_id: str) -> "Retention":
         return cls(
             overwrite=configured.destination_sync_mode == DestinationSyncMode.overwrite,
             generation_id=configured.generation_id or 0,
@@ -72,3 +75,8 @@ class Retention:
             return tag == self.tag
         generation = keys.tag_generation(tag)
         return generation is not None and generation >= self.minimum_generation_id
+
+    def removes(self, prefix: str, key: str) -> bool:
+        """Whether finalizing an append or overwrite stream deletes a listed key: only the stream's own keys (keys.py's
+        grammar, any version's) whose tag is not kept; anything else under its prefix is not the stream's to delete."""
+        return keys.is_own_key(prefix, key) and not self.keeps(keys.append_key_tag(prefix, key))

@@ -73,6 +73,8 @@ def validated(config: Any) -> Settings:
         raise config_problems.config_error(f"Invalid config: {config_problems.describe(error, spec, unknown)}")
     if problem := config_problems.credential_problem(config, unknown):
         raise config_problems.config_error(f"Invalid config: {problem}")
+    if isinstance(config.get("key_prefix"), str) and (problem := config_problems.key_prefix_problem(config["key_prefix"])):
+        raise config_problems.config_error(f"Invalid config: {problem}")  # what a pattern's '$' lets through: "a/\n"
     if unknown:
         logger.warning(f"Config fields not in the spec are ignored: {', '.join(repr(name) for name in unknown)}")
     return Settings.from_config(config)

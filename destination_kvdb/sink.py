@@ -14,6 +14,7 @@ import msgspec
 from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, FailureType
 
 from destination_kvdb import keys, messages
+from destination_kvdb.catalog_check import stream_label
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.config_problems import config_error
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
@@ -58,10 +59,10 @@ class StreamSink:
     """One catalog stream: how its records become ops. `written` holds the dedup keys a truncating stream wrote,
     which its finalization keeps whatever a listing shows."""
 
-    def __init__(self, configured: ConfiguredAirbyteStream, run_id: int, packer: TxnPacker, clock: CoarseClock, settings: Settings):
+    def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, packer: TxnPacker, clock: CoarseClock, settings: Settings):
         stream = configured.stream
         self.namespace = stream.namespace or None
-        self.label = f"{self.namespace}.{stream.name}" if self.namespace else stream.name
+        self.label = stream_label(self.namespace, stream.name)
         self.prefix = keys.stream_prefix(stream.name, self.namespace, settings.key_prefix)
         self.dedup = configured.destination_sync_mode == DestinationSyncMode.append_dedup
         self.primary_key = configured.primary_key or []
@@ -69,6 +70,7 @@ class StreamSink:
             raise config_error(f"stream '{self.label}' uses append_dedup but has no primary key")
         self.retention = Retention.of(configured, run_id)
         self.tag = self.retention.tag
+        self.run_id = run_id
         self.values = RecordValues(
             primary_key=self.primary_key,
             cursor_field=configured.cursor_field or [],
@@ -102,7 +104,7 @@ class StreamSink:
             low = (self.records + 1) & 0xFF
             if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
                 self._ms = max(self._clock.ms, self._ms)
-                self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.records + 1).encode()
+                self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.run_id, self.records + 1).encode()
             try:
                 self._add_set(self._op_start, _KEY_ENDS[low], value)
             except NotAnObject as not_an_object:

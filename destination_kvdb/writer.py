@@ -17,7 +17,9 @@ from typing import Callable, Iterable, Optional
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb import keys
 from destination_kvdb.bucket import Bucket
+from destination_kvdb.catalog_check import check_catalog
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress
@@ -42,6 +44,7 @@ class KvdbWriter:
         settings: Settings,
         progress: Optional[Progress] = None,
     ):
+        check_catalog(catalog)  # before any thread starts or anything is written
         self.settings = settings
         self.progress = progress or Progress(bucket.usage)
         self.sinks: dict[StreamKey, StreamSink] = {}
@@ -50,8 +53,9 @@ class KvdbWriter:
         self.ends = StreamEnds(bucket, settings.max_listing_lag_seconds)
         self.clock = CoarseClock()
         try:
+            run_id = keys.new_run_id()
             for configured in catalog.streams:
-                sink = StreamSink(configured, self.clock.ms, self.packer, self.clock, settings)
+                sink = StreamSink(configured, run_id, self.packer, self.clock, settings)
                 self.sinks[(sink.namespace, configured.stream.name)] = sink
         except BaseException:
             self.clock.stop()

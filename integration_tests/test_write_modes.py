@@ -17,11 +17,11 @@ from integration_tests.support.messages import (
     stream_status,
 )
 
-APPEND_SUFFIX = r"\d{13}\.(?P<tag>[gr][0-9a-z]+)\.[0-9a-f]{8}"
+APPEND_SUFFIX = r"\d{13}\.(?P<tag>[gr][0-9a-z]+)\.[0-9a-z]{6}\.[0-9a-f]{8}"
 
 
 def append_tags(bucket, prefix: str) -> set[str]:
-    """The tags of the stream's keys; fails unless every key has the append layout <prefix><13 digits>.<tag>.<8 hex>."""
+    """The tags of the stream's keys; fails unless every key has the append layout <prefix><13 digits>.<tag>.<run id>.<8 hex>."""
     tags = set()
     for key, _ in stored(bucket, prefix):
         match = re.fullmatch(re.escape(prefix) + APPEND_SUFFIX, key)

@@ -79,14 +79,14 @@ def test_check_says_what_it_saw_when_the_lag_outlasts_its_budget(kvdb, clock, ca
     assert clock.elapsed <= 30
 
 
-OLD_KEY = keys.append_key("users__ab__", 1_700_000_000_000, keys.generation_tag(1), 1)
-CURRENT_KEY = keys.append_key("users__ab__", 1_700_000_000_001, keys.generation_tag(2), 1)
+OLD_KEY = keys.append_key("users__ab__", 1_700_000_000_000, keys.generation_tag(1), "abc123", 1)
+CURRENT_KEY = keys.append_key("users__ab__", 1_700_000_000_001, keys.generation_tag(2), "abc123", 1)
 
 
 @pytest.fixture
 def finalization():
     client = KvdbBucket(BASE_URL, BUCKET, SECRET)
-    retention = Retention(overwrite=True, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
+    retention = Retention(overwrite=True, generation_id=2, minimum_generation_id=2, sync_id=None, run_id="abc123")
 
     def build(max_listing_lag_seconds: float) -> StreamFinalization:
         return StreamFinalization(client, "users__ab__", "users", retention, max_listing_lag_seconds)
@@ -138,7 +138,7 @@ def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_sho
     kvdb.store.update({key: {"gen": 2} for key in mine[:3] + mine[-3:]})
     kvdb.store.update({old: {"gen": 1}, keys.marker_key("users__ab__", 1, old): old})
     client = KvdbBucket(BASE_URL, BUCKET, SECRET)
-    retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
+    retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id="abc123")
 
     try:
         removed = StreamFinalization(client, "users__ab__", "users", retention, 300).run(written)
@@ -146,7 +146,7 @@ def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_sho
         client.close()
         written.close()
 
-    assert removed == 1
+    assert removed == 2  # the old key and its marker: the count holds everything deleted
     assert kvdb.store == {key: {"gen": 2} for key in mine[:3] + mine[-3:]}
 
 
@@ -172,7 +172,7 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
 
     kvdb.override = second_page_stale
     client = KvdbBucket(BASE_URL, BUCKET, SECRET)
-    retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
+    retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id="abc123")
     written = WrittenKeys()  # this process wrote none of them
 
     try:

@@ -5,7 +5,7 @@ from airbyte_cdk.models import ConfiguredAirbyteStream, ConfiguredAirbyteStreamS
 
 from destination_kvdb.retention import Retention
 
-RUN_ID = 1_700_000_000_000
+RUN_ID = "abc123"
 # Tags of keys already in the bucket: 0.1.x keys (untagged), generations, overwrite syncs and hand runs.
 UNTAGGED, G0, G4, G5, G6, S41, S42, OTHER_RUN = None, "g0", "g4", "g5", "g6", "s41", "s42", "rzzzz"
 ALL_TAGS = (UNTAGGED, G0, G4, G5, G6, S41, S42, OTHER_RUN)
@@ -58,7 +58,7 @@ def test_retention_matrix(mode, generation, minimum, sync_id, tag, truncates, ke
 def test_every_attempt_of_one_sync_writes_the_same_tag_and_every_earlier_sync_a_different_one():
     for mode, generation, minimum in [("overwrite", 5, 5), ("overwrite", None, None), ("append", 5, 5)]:
         attempt_1 = Retention.of(configured(mode, generation, minimum, sync_id=42), RUN_ID)
-        attempt_2 = Retention.of(configured(mode, generation, minimum, sync_id=42), RUN_ID + 60_000)
+        attempt_2 = Retention.of(configured(mode, generation, minimum, sync_id=42), "xyz789")
         assert attempt_1.tag == attempt_2.tag
         assert attempt_2.keeps(attempt_1.tag)
     earlier = Retention.of(configured("overwrite", sync_id=41), RUN_ID)
@@ -68,7 +68,7 @@ def test_every_attempt_of_one_sync_writes_the_same_tag_and_every_earlier_sync_a_
 
 def test_hand_runs_without_generation_or_sync_id_keep_only_their_own_process():
     first = Retention.of(configured("overwrite"), RUN_ID)
-    second = Retention.of(configured("overwrite"), RUN_ID + 1)
+    second = Retention.of(configured("overwrite"), "abc124")
     assert first.tag != second.tag
     assert second.keeps(second.tag) and not second.keeps(first.tag)
 

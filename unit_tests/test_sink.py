@@ -20,7 +20,7 @@ from integration_tests.support.fake_bucket import FakeBucket
 from integration_tests.support.messages import configured_stream
 
 EPOCH_MS = 1_700_000_000_000
-RUN_ID = 42
+RUN_ID = "abc123"
 SETTINGS = Settings.from_config({})
 # Exactly as a source might send them: spacing, number spellings and key order a parse and re-encode would change.
 VALUES = [b'{"id": 1, "price": 1.50, "big": 123456789012345678901234567890}', b'{"id":2,"e":1E+2,"s":"\\u00e9"}', b'{ "id" : 3 }']
@@ -52,7 +52,7 @@ def test_append_stores_each_value_as_sent_under_keys_in_arrival_order():
     stored = sync.stored()
 
     assert list(stored.values()) == VALUES  # listed in key order: that is arrival order
-    assert all(re.fullmatch(r"users__ab__1700000000000\.g3\.[0-9a-f]{8}", key) for key in stored), list(stored)
+    assert all(re.fullmatch(r"users__ab__1700000000000\.g3\.abc123\.[0-9a-f]{8}", key) for key in stored), list(stored)
     assert sync.sink.records == 3 and sync.sink.bytes == sum(map(len, VALUES))
 
 

@@ -193,3 +193,17 @@ def test_a_bad_line_is_named_by_its_number_after_what_came_before_is_stored(bad,
         return
     assert run.error.message == message and run.error.failure_type == failure_type
     assert run.cursors() == [1] and list(run.bucket.store.values()) == [b'{"id":1}']
+
+
+def test_two_attempts_at_the_same_clock_reading_never_write_the_same_append_key(mocker):
+    """A resumed attempt on a node whose clock runs behind the first attempt's reads the same milliseconds and counts
+    from 1 again: the random run id in every append key keeps the first attempt's acknowledged records."""
+    mocker.patch("destination_kvdb.clock.time.time_ns", return_value=1_700_000_000_000 * 1_000_000)
+    stream = configured_stream("a", "append", generation_id=3, sync_id=8)
+    first = Run(stream).write([record_line("a", b'{"attempt":1}'), line(stream_state("a", 1))])
+    second = Run(stream)
+    second.bucket.store.update(first.bucket.store)
+    second.write([record_line("a", b'{"attempt":2}'), line(stream_state("a", 2))])
+
+    assert first.error is None and second.error is None
+    assert sorted(second.bucket.under("a__ab__").values()) == [b'{"attempt":1}', b'{"attempt":2}']

@@ -21,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from destination_kvdb import keys
 from integration_tests.support.connector import ConnectorProcess
-from integration_tests.support.kvdb import SECRETS_IN_USE
+from integration_tests.support.kvdb import SECRETS_IN_USE, LocalBucket
+from integration_tests.support.kvdb import seed as seed_keys
+from integration_tests.support.neighbours import hostile_names, neighbour_keys
 from integration_tests.support.zygote import ZYGOTE_TIMEOUT_SECONDS, Zygote
 
 # The source and the platform
@@ -397,8 +400,8 @@ def check_echoes(result: AttemptResult) -> tuple[list[Line], list[str]]:
 
 
 def stream_prefix(history: StreamHistory, key_prefix: str = "") -> str:
-    """The documented key layout for plain names: <key_prefix>[<namespace>__ns__]<name>__ab__."""
-    return key_prefix + (f"{history.namespace}__ns__" if history.namespace else "") + f"{history.name}__ab__"
+    """The documented key layout: <key_prefix>[<namespace part>__ns__]<name part>__ab__ (hostile names escaped)."""
+    return keys.stream_prefix(history.name, history.namespace, key_prefix)
 
 
 def check_bucket(history: StreamHistory, items: list[tuple[str, object]]) -> list[str]:
@@ -579,6 +582,11 @@ class Simulator:
             self.base_config = {**base_config, "key_prefix": self.key_prefix}
         rng = random.Random(seed)
         self.connection = Connection(rng, streams, records_per_job) if streams else Connection.random(rng, records_per_job)
+        if not streams:
+            hostile_names(seed, self.connection.streams)
+        self.neighbour = neighbour_keys(seed, self.connection.streams, self.key_prefix) if not streams else {}
+        if self.neighbour:
+            seed_keys(LocalBucket(server, bucket_id, base_config["secret_key"]), self.neighbour)
         self.state_ids = itertools.count(1)
         self.events: Counter = Counter()  # what the random runs covered: kills, failures, completed truncations...
 
@@ -630,9 +638,12 @@ class Simulator:
             completed = update_model(job, result, echoed)
             problems += check_exit(job, result, completed)
             for stream in job.streams:
-                problems += check_bucket(stream.history, self.server.items(self.bucket_id, stream_prefix(stream.history, self.key_prefix)))
-            outside = [key for key, _ in self.server.items(self.bucket_id) if not key.startswith(self.key_prefix)]
+                items = self.server.items(self.bucket_id, stream_prefix(stream.history, self.key_prefix))
+                problems += check_bucket(stream.history, [(key, value) for key, value in items if key not in self.neighbour])
+            held = dict(self.server.items(self.bucket_id))
+            outside = [key for key in held if not key.startswith(self.key_prefix) and key not in self.neighbour]
             problems += [f"a key outside key_prefix {self.key_prefix!r}: {key}" for key in outside]
+            problems += [f"another connection's key was changed or removed: {key}" for key, value in self.neighbour.items() if held.get(key) != value]
             if problems:
                 raise SimulationFailure(self._report(job, attempt, plan, result, problems, lag))
             self._count(job, plan, result, completed, lag)
@@ -645,6 +656,7 @@ class Simulator:
         self.events["attempts with lagging listings"] += lag > 0
         self.events["attempts with an access token"] += "access_token" in job.config
         self.events["attempts under a key_prefix"] += bool(self.key_prefix)
+        self.events["attempts next to a nested connection"] += bool(self.neighbour)
         self.events["killed"] += result.killed
         self.events["killed after a COMPLETE"] += result.killed and any(line.status for line in result.lines[: result.written])
         self.events["source failed"] += plan.source_fails_at is not None
