@@ -32,6 +32,15 @@ def rejected_record(number: int, rejected: RejectedRecord) -> AirbyteTracedExcep
     return _traced(f"input line {number}{separator}{rejected}", rejected.failure_type)
 
 
+def refused_record(number: int, stream: str, reason: str) -> AirbyteTracedException:
+    """A record KvDB refused to store (400); `reason` is KvDB's, after a colon."""
+    return _traced(
+        f"input line {number}: KvDB refused to store this record of stream '{stream}' (400){reason}; the records "
+        f"before it were stored and their states echoed, none after it",
+        FailureType.system_error,
+    )
+
+
 def bad_line(number: int, line: bytes, streams: Mapping[StreamKey, Any]) -> AirbyteTracedException:
     """The first thing wrong with a line the writer could not use: invalid JSON, not an object, nested too deeply, no
     message type, a field of the wrong shape, or a RECORD without a data object, with a malformed stream name, or of

@@ -26,7 +26,7 @@ from destination_kvdb.router import Router
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import StreamKey, StreamSink
 from destination_kvdb.stream_ends import StreamEnds, no_input
-from destination_kvdb.transactions import TxnPacker
+from destination_kvdb.transactions import OpRefused, TxnPacker
 
 logger = logging.getLogger("airbyte")
 
@@ -73,6 +73,8 @@ class KvdbWriter:
             self.ends.end_of_input(self.sinks.values())
         except (AirbyteTracedException, InputInterrupted) as error:
             self._store_before_failing(error)
+            if isinstance(error, OpRefused) and error.record_number is not None:
+                raise self.router.refused(error) from None
             raise
         finally:
             self.pipeline.close()
