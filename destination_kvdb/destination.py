@@ -33,7 +33,7 @@ from destination_kvdb.config_problems import config_error
 from destination_kvdb.output import claim_the_end, print_line, report
 from destination_kvdb.reader import InputInterrupted, LineBlocks, fd_chunks, line_chunks
 from destination_kvdb.settings import Settings, validated
-from destination_kvdb.stopping import Stopping, stopped_error
+from destination_kvdb.stopping import Stopping
 from destination_kvdb.writer import KvdbWriter
 
 logger = logging.getLogger("airbyte")
@@ -62,10 +62,6 @@ class DestinationKvdb(Destination):
         parsed_args = self.parse_args(args)
         try:
             self._run_command(parsed_args)
-        except KeyboardInterrupt:  # Ctrl-C before write's own handling began, or during spec or check
-            claim_the_end()
-            report(stopped_error("SIGINT", 0))
-            sys.exit(130)
         except Exception as error:
             claim_the_end()
             report(error)
