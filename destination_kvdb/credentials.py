@@ -69,7 +69,14 @@ class Credential:
         return _readable_scope(self.secret) if self.is_token else None
 
     def mint_advice(self) -> str:
-        return f"mint a new one with prefix '{self.key_prefix}' and permissions {','.join(SYNC_PERMISSIONS)}"
+        """What to do: for a token minted for another prefix, first the key_prefix that fits it (a token for '' would
+        be a whole-bucket token, so it is never asked for)."""
+        mint = f"mint a new one with prefix '{self.key_prefix}' and permissions {','.join(SYNC_PERMISSIONS)}"
+        scope = self.scope
+        if scope is None or self.key_prefix.startswith(scope.prefix):
+            return mint
+        fitting = scope.prefix if scope.prefix.endswith("/") else scope.prefix + "/"
+        return f"set key_prefix to '{fitting}' to write where the token may" + (f", or {mint}" if self.key_prefix else "")
 
     def rejected(self, action: str) -> CredentialRejected:
         if self.is_token:
