@@ -22,9 +22,9 @@ from destination_kvdb.settings import Settings
 SYNC_PERMISSIONS = ("write", "enumerate", "delete")
 WHO_NEEDS = {
     "write": "every sync needs it",
-    "enumerate": "overwrite syncs and truncating refreshes need it to find old keys",
-    "delete": "overwrite and deduped syncs need it",
-}
+    "enumerate": "overwrite syncs and refreshes that remove records need it to find old keys",
+    "delete": "overwrite syncs, refreshes that remove records and deduped syncs with CDC deletes need it",
+}  # as the docs' table of what each sync mode needs says
 
 
 class CredentialRejected(AirbyteTracedException):

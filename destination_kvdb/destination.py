@@ -8,7 +8,9 @@ is printed and flushed at once (the CDK's own `run` never flushes stdout).
 from __future__ import annotations
 
 import gc
+import importlib.metadata
 import logging
+import os
 import queue
 import sys
 import threading
@@ -38,9 +40,10 @@ from destination_kvdb.writer import KvdbWriter
 
 logger = logging.getLogger("airbyte")
 
-USAGE = """usage: python main.py spec
-       python main.py check --config CONFIG
-       python main.py write --config CONFIG --catalog CATALOG < MESSAGES
+USAGE = """usage: {prog} spec
+       {prog} check --config CONFIG
+       {prog} write --config CONFIG --catalog CATALOG < MESSAGES
+       {prog} --version
 
   spec    print the connector's specification: its config fields, as JSON
   check   test CONFIG (a JSON file) against KvDB: write, list and delete a probe key under key_prefix
@@ -54,10 +57,10 @@ class DestinationKvdb(Destination):
     def run(self, args: list[str]) -> None:
         """The command line: a usage for no or an unknown command (exit 2); one ERROR trace for a failure (exit 1)."""
         if not args or args[0] not in COMMANDS:
-            if args and args[0] in ("-h", "--help"):
-                sys.stdout.write(USAGE)
+            if args and args[0] in ("-h", "--help", "--version"):
+                sys.stdout.write(_usage() if args[0] != "--version" else f"destination-kvdb {_version()}\n")
                 return
-            sys.stderr.write(("no command given" if not args else f"unknown command {args[0][:40]!r}") + "\n" + USAGE)
+            sys.stderr.write(("no command given" if not args else f"unknown command {args[0][:40]!r}") + "\n" + _usage())
             sys.exit(2)
         parsed_args = self.parse_args(args)
         try:
@@ -155,6 +158,18 @@ class DestinationKvdb(Destination):
             bucket.close()
 
 
+def _usage() -> str:
+    """The usage as this process was started: `python main.py` from a checkout, else the console script."""
+    return USAGE.format(prog="python main.py" if os.path.basename(sys.argv[0]) == "main.py" else "destination-kvdb")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("destination-kvdb")
+    except importlib.metadata.PackageNotFoundError:
+        return "(not installed: run from a checkout)"
+
+
 def _json_file(path: str, what: str) -> Any:
     """A JSON file's content; a config error naming the file (never quoting it) when it cannot be read or parsed."""
     try:
@@ -172,5 +187,15 @@ def _catalog(path: str) -> ConfiguredAirbyteCatalog:
     content = _json_file(path, "catalog")
     try:
         return ConfiguredAirbyteCatalogSerializer.load(content)
-    except Exception:  # the serializer's errors vary in type and may quote the file
-        raise config_error(f"The catalog file {path} is not a configured catalog (see the Airbyte protocol)") from None
+    except Exception as error:  # the serializer's errors vary in type
+        raise config_error(f"The catalog file {path} is not a configured catalog (see the Airbyte protocol){_first_problem(error)}") from None
+
+
+def _first_problem(error: Exception) -> str:
+    """The schema validator's first complaint, where and what, e.g. `: streams/0/destination_sync_mode: "upsert" is
+    not one of [...]`, kept short (it quotes the value it refused, never more of the file)."""
+    problems = getattr(error, "errors", None)
+    if not problems:
+        return ""
+    first = problems[0]
+    return f": {getattr(first, 'instance_path', '') or 'the catalog'}: {str(getattr(first, 'message', ''))[:200]}"

@@ -126,8 +126,8 @@ def test_check_succeeds_with_exactly_the_sync_permissions_and_leaves_no_key(shar
     "granted, expected",
     [
         (("enumerate", "delete", "read"), ["does not grant write under 'team1/': every sync needs it"]),
-        (("write", "delete"), ["does not grant enumerate under 'team1/': overwrite syncs and truncating refreshes need it"]),
-        (("write", "enumerate", "read"), ["does not grant delete under 'team1/': overwrite and deduped syncs need it"]),
+        (("write", "delete"), ["does not grant enumerate under 'team1/': overwrite syncs and refreshes that remove records need it"]),
+        (("write", "enumerate", "read"), ["does not grant delete under 'team1/': overwrite syncs, refreshes that remove records and deduped syncs with CDC deletes need it"]),
         (("read",), ["does not grant write under", "does not grant enumerate under", "does not grant delete under"]),
     ],
     ids=["no write", "no enumerate", "no delete", "read only"],
