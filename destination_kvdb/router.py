@@ -38,7 +38,7 @@ class Router:
         self.lines = 0  # input lines fully processed
         self.other_messages = 0  # messages other than records of a known stream
         self.records_at_last_global_state = 0
-        self._lines_without_records = array("q")  # in order: a record's line is found from its number (line_of_record)
+        self._lines_without_records = array("q")  # in order: a record's line is found from its number (refused)
 
     @property
     def records_received(self) -> int:

@@ -19,7 +19,6 @@ import argparse
 import base64
 import json
 import os
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
