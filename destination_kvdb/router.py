@@ -9,7 +9,6 @@ holding a bad or blank line is read line by line, so that an error names the rig
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_right
 from typing import Optional
 
 import msgspec
@@ -131,13 +130,8 @@ class Router:
             raise bad_line(number, line, self.sinks) from None
 
     def refused(self, refused: OpRefused) -> AirbyteTracedException:
-        """A record KvDB refused, named by its input line and stream: the line is the record's number plus the lines
-        before it that held no record, and the stream the one whose prefix starts the key (no prefix starts another's)."""
-        line = refused.record_number
-        while (found := refused.record_number + bisect_right(self._lines_without_records, line)) != line:
-            line = found
-        sink = next((sink for sink in self.sinks.values() if refused.key.startswith(sink.prefix)), None)
-        return refused_record(line, sink.label if sink else "?", refused.reason)
+        """A record KvDB refused, named by its input line and its stream."""
+        return refused_record(refused, self._lines_without_records, self.sinks.values())
 
     def _descriptor_sink(self, number: int, holder: dict[str, msgspec.Raw]) -> Optional[StreamSink]:
         """The sink of a state's or status's stream_descriptor; None for a stream not in the catalog."""
