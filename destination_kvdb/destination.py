@@ -57,8 +57,11 @@ class DestinationKvdb(Destination):
     def run(self, args: list[str]) -> None:
         """The command line: a usage for no or an unknown command (exit 2); one ERROR trace for a failure (exit 1)."""
         if not args or args[0] not in COMMANDS:
-            if args and args[0] in ("-h", "--help", "--version"):
-                sys.stdout.write(_usage() if args[0] != "--version" else f"destination-kvdb {_version()}\n")
+            if args and args[0] in ("-h", "--help"):
+                sys.stdout.write(_usage())
+                return
+            if args and args[0] == "--version":
+                sys.stdout.write(f"destination-kvdb {_version()}\n")
                 return
             sys.stderr.write(("no command given" if not args else f"unknown command {args[0][:40]!r}") + "\n" + _usage())
             sys.exit(2)
