@@ -8,9 +8,7 @@ is printed and flushed at once (the CDK's own `run` never flushes stdout).
 from __future__ import annotations
 
 import gc
-import importlib.metadata
 import logging
-import os
 import queue
 import sys
 import threading
@@ -40,31 +38,11 @@ from destination_kvdb.writer import KvdbWriter
 
 logger = logging.getLogger("airbyte")
 
-USAGE = """usage: {prog} spec
-       {prog} check --config CONFIG
-       {prog} write --config CONFIG --catalog CATALOG < MESSAGES
-       {prog} --version
-
-  spec    print the connector's specification: its config fields, as JSON
-  check   test CONFIG (a JSON file) against KvDB: write, list and delete a probe key under key_prefix
-  write   store the Airbyte messages read from stdin (JSON lines) in KvDB, the streams as CATALOG
-          (a configured catalog, JSON) says, and echo each state once its records are stored
-"""
-COMMANDS = ("spec", "check", "write")
 
 
 class DestinationKvdb(Destination):
     def run(self, args: list[str]) -> None:
-        """The command line: a usage for no or an unknown command (exit 2); one ERROR trace for a failure (exit 1)."""
-        if not args or args[0] not in COMMANDS:
-            if args and args[0] in ("-h", "--help"):
-                sys.stdout.write(_usage())
-                return
-            if args and args[0] == "--version":
-                sys.stdout.write(f"destination-kvdb {_version()}\n")
-                return
-            sys.stderr.write(("no command given" if not args else f"unknown command {args[0][:40]!r}") + "\n" + _usage())
-            sys.exit(2)
+        """A command (run.py answers a missing or unknown one with a usage): one ERROR trace for a failure (exit 1)."""
         parsed_args = self.parse_args(args)
         try:
             self._run_command(parsed_args)
@@ -159,18 +137,6 @@ class DestinationKvdb(Destination):
             writer.write(blocks)
         finally:
             bucket.close()
-
-
-def _usage() -> str:
-    """The usage as this process was started: `python main.py` from a checkout, else the console script."""
-    return USAGE.format(prog="python main.py" if os.path.basename(sys.argv[0]) == "main.py" else "destination-kvdb")
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("destination-kvdb")
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed: run from a checkout)"
 
 
 def _json_file(path: str, what: str) -> Any:
