@@ -44,6 +44,7 @@ class AckPipeline:
         self._waiting_states: deque[tuple[int, int, bytes]] = deque()
         self._partly_applied = (0, 0)  # a request KvDB refused an op of, and how many of its ops it applied before it
         self._failure: Optional[BaseException] = None
+        self._failed_request = 0  # the earliest request that failed; its failure is the one to tell
         self._release_failed = False
         self._records_through: dict[int, int] = {}  # request number -> records received before it was sent
         self._records_submitted = 0  # records received before the last request was sent
@@ -96,6 +97,11 @@ class AckPipeline:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
+    @property
+    def failure(self) -> Optional[BaseException]:
+        """The failure of the earliest request that failed (once drained, of all); None if none did."""
+        return self._failure
+
     def _send_and_ack(self, number: int, body: bytes, records_before: int) -> None:
         """Runs on a worker: a failure to send, or to print a released state, stops all later states."""
         try:
@@ -119,7 +125,8 @@ class AckPipeline:
                     failure_type=FailureType.system_error,
                 )
             with self._lock:
-                self._failure = self._failure or error
+                if self._failure is None or number < self._failed_request:
+                    self._failure, self._failed_request = error, number
             raise error
 
     def _note_refused(self, number: int, body: bytes, records_before: int, refused: OpRefused) -> None:
@@ -128,7 +135,8 @@ class AckPipeline:
         # A body starting with a marker continues a record sent before it that `records_before` did not count yet.
         refused.record_number = records_before + sum(starts[: refused.index + 1]) + (not starts[0])
         with self._lock:
-            self._partly_applied = (number, refused.index)
+            if not self._partly_applied[0] or number < self._partly_applied[0]:
+                self._partly_applied = (number, refused.index)
             self._release_ready_states()
 
     def _ready(self, number: int, ops_before: int) -> bool:

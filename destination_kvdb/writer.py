@@ -73,8 +73,9 @@ class KvdbWriter:
             self.ends.end_of_input(self.sinks.values())
         except (AirbyteTracedException, InputInterrupted) as error:
             self._store_before_failing(error)
-            if isinstance(error, OpRefused) and error.record_number is not None:
-                raise self.router.refused(error) from None
+            earliest = self.pipeline.failure if isinstance(error, OpRefused) else None  # requests finish out of order
+            if isinstance(earliest, OpRefused):
+                raise self.router.refused(earliest) from None
             raise
         finally:
             self.pipeline.close()

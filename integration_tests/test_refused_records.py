@@ -74,3 +74,17 @@ def test_a_400_is_never_sent_again_unchanged(tmp_path, kvdb_bucket):
     assert stored_values(bucket, "users__ab__") == [{"id": n} for n in range(1, 601)]
     by_status = bucket.server.stats()["by_status"]
     assert by_status["400"] == 11  # 1,000 ops halved down to the one refused: ⌈log2(1000)⌉ + 1 bodies holding it
+
+
+def test_of_two_refused_records_in_requests_in_flight_together_the_first_is_named(tmp_path, kvdb_bucket):
+    """Each state sends its batch at once, so both requests run together and either may fail first."""
+    kvdb_bucket.server.set_faults(refused_value_text="1e400")
+    first = [record("users", {"id": n}) for n in range(1, 40)] + [REFUSED, stream_state("users", 4, id=1)]
+    second = [record("users", {"id": n}) for n in range(100, 102)] + [REFUSED.replace(b'"id": 4', b'"id": 5'), stream_state("users", 5, id=2)]
+
+    run = run_write(tmp_path, config_for(kvdb_bucket, max_state_delay_seconds=0), streams(False), first + second)
+
+    (error,) = run.errors
+    assert error["message"].startswith("input line 40: "), error["message"]
+    assert run.states == []
+    assert stored_values(kvdb_bucket, "users__ab__")[:39] == [{"id": n} for n in range(1, 40)]
