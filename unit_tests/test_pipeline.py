@@ -10,6 +10,7 @@ import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.transactions import OpRefused
 
 
 class GatedSend:
@@ -95,6 +96,33 @@ def test_no_state_after_a_failed_request_is_ever_released_but_earlier_ones_are()
         pipeline.drain()
     pipeline.close()
     assert released == [b"s1"]
+
+
+def test_states_before_an_op_kvdb_refused_are_released_once_earlier_requests_succeed_and_later_ones_never():
+    """r2 holds 4 ops (one record each); KvDB refused its third after applying the two before it."""
+    r2 = b'{"txn":[' + b",".join(b'{"set":"k%d","value":{}}' % n for n in range(4)) + b"]}"
+
+    def send(body: bytes) -> None:
+        gated(body)
+        if body == r2:
+            raise OpRefused(2, b'{"txn":[{"set":"k2","value":{}}]}', ": value cannot be stored")
+
+    gated, released = GatedSend(), []
+    pipeline = AckPipeline(send, released.append, max_in_flight=3)
+    pipeline.submit(b"r1", set())
+    for state, ops_before in [(b"s1", 0), (b"s2", 2), (b"s3", 3)]:  # s2 follows k0 and k1, s3 follows k2
+        pipeline.add_state(state, ops_before=ops_before)
+    pipeline.submit(r2, set())
+    pipeline.add_state(b"s4")
+    gated.open(r2)
+    gated.wait_finished(r2)
+    assert released == []  # r1, before them all, is still in flight
+    gated.open(b"r1")
+    with pytest.raises(OpRefused) as raised:
+        pipeline.drain()
+    pipeline.close()
+    assert released == [b"s1", b"s2"]
+    assert raised.value.record_number == 3  # r1 held no records here: k2 is the third
 
 
 def test_an_unexpected_error_on_a_sender_thread_is_named_as_such():
