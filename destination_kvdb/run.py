@@ -5,7 +5,7 @@ SIGTERM (a cancel) and SIGINT (Ctrl-C) are handled from the first moment: import
 and a signal in it must end the run like any other stop, not kill it silently or print a KeyboardInterrupt
 traceback. So the handlers go in before anything heavy is imported, with the standard library only. Until
 write's own handling (stopping.py) replaces them, a signal raises Stopped, which unwinds what runs (check still
-removes its probe key) and ends the run with one ERROR trace, nothing stored or deleted.
+tries to remove its probe key) and ends the run with one ERROR trace, nothing stored or deleted.
 """
 
 import importlib.metadata
