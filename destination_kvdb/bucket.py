@@ -13,11 +13,11 @@ import orjson
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.client import KvdbTransport, RequestTooLarge, RetryPolicy
+from destination_kvdb.client import KvdbTransport, RequestRefused, RetryPolicy
 from destination_kvdb.credentials import Credential
 from destination_kvdb.progress import Usage
 from destination_kvdb.settings import Settings, spec_default
-from destination_kvdb.transactions import RequestLimit, TxnPacker, delete_op, split_txn
+from destination_kvdb.transactions import OpRefused, RequestLimit, TxnPacker, delete_op, split_txn
 
 LIST_PAGE_SIZE = 10_000
 JSON_BODY = {"Content-Type": "application/json"}
@@ -29,7 +29,8 @@ class Bucket(Protocol):
     usage: Usage  # requests sent by kind, and KvDB's quota, for progress lines
 
     def send_txn(self, body: bytes) -> None:
-        """Apply one packed transaction body ({"txn": [...]}), atomically; raise AirbyteTracedException on failure."""
+        """Apply one packed transaction body ({"txn": [...]}), atomically; raise AirbyteTracedException on failure
+        (OpRefused when the store refused one op of it, after applying every op before it and none after)."""
 
     def transact(self, ops: Iterable[bytes]) -> None:
         """Apply encoded ops in order, in as few transactions as the limits allow."""
@@ -77,15 +78,17 @@ class KvdbBucket:
     def close(self) -> None:
         self.transport.close()
 
-    def send_txn(self, body: bytes) -> None:
+    def send_txn(self, body: bytes, first_op: int = 0) -> None:
         """Send one prepared transaction body; it is applied atomically or not at all.
 
-        A body of several ops that KvDB refuses as too large (413), or that is larger than a limit
-        lowered since it was packed, goes as two halves instead: in order, on this thread, each
-        applied atomically.
+        A body of several ops that KvDB refuses (413: too large, 400: it cannot apply one of them), or
+        that is larger than a limit lowered since it was packed, goes as two halves instead: in order, on
+        this thread, each applied atomically. Halving a 400 finds the op KvDB refuses, applied alone, in
+        about 2·log2(ops) requests; it fails as OpRefused, after every op before it was applied and none
+        after. `first_op` is where the body starts within the body as packed.
         """
         if len(body) > self.request_limit.max_bytes and (halves := split_txn(body)):
-            self._send_halves(halves)
+            self._send_halves(halves, first_op)
             return
         # Bodies are compact JSON, and a quote inside a key or value is escaped: `{"set":` is a set op.
         kind = "write" if b'{"set":' in body else "delete"
@@ -93,21 +96,25 @@ class KvdbBucket:
         try:
             self.transport.request("POST", "", kind, "apply a transaction", permissions, data=body, headers=JSON_BODY)
             return
-        except RequestTooLarge as error:
+        except RequestRefused as error:
             refusal = error
         halves = split_txn(body)
+        if halves is None and refusal.status == 400:
+            raise OpRefused(first_op, body, refusal.server_message)
         if halves is None:
             raise AirbyteTracedException(
                 message=f"KvDB refused a request of {len(body)} bytes holding a single operation as too large "
                 f"(413){refusal.server_message}",
                 failure_type=FailureType.system_error,
             )
-        self.request_limit.lower_after_refusal(len(body), max(len(half) for half in halves))
-        self._send_halves(halves)
+        if refusal.status == 413:
+            self.request_limit.lower_after_refusal(len(body), max(len(halves[0]), len(halves[2])))
+        self._send_halves(halves, first_op)
 
-    def _send_halves(self, halves: tuple[bytes, bytes]) -> None:
-        for half in halves:
-            self.send_txn(half)
+    def _send_halves(self, halves: tuple[bytes, int, bytes], first_op: int) -> None:
+        first, first_ops, second = halves
+        self.send_txn(first, first_op)
+        self.send_txn(second, first_op + first_ops)
 
     def transact(self, ops: Iterable[bytes]) -> None:
         """Apply encoded ops in order, one request after another, as few as the limits allow."""

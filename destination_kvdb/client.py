@@ -231,11 +231,13 @@ def _server_message(response: requests.Response) -> str:
     return f": {lines[0][:200]}" if lines else ""
 
 
-class RequestTooLarge(AirbyteTracedException):
-    """KvDB, or a proxy in front of it, refused a request as too large (413); `server_message` is its short reason."""
+class RequestRefused(AirbyteTracedException):
+    """KvDB refused a request's body: 400 (it cannot apply it) or, from KvDB or a proxy in front of it, 413 (too
+    large). Either answer means the same body would be refused again; `server_message` is KvDB's short reason."""
 
-    def __init__(self, message: str, server_message: str):
+    def __init__(self, message: str, status: int, server_message: str):
         super().__init__(message=message, failure_type=FailureType.system_error)
+        self.status = status
         self.server_message = server_message
 
 
@@ -270,6 +272,6 @@ class KvdbTransport:
                 failure_type=FailureType.config_error,
             )
         message = f"KvDB rejected the request to {action} ({status}){_server_message(response)}"
-        if status == 413:
-            raise RequestTooLarge(message, _server_message(response))
+        if status in (400, 413):
+            raise RequestRefused(message, status, _server_message(response))
         raise AirbyteTracedException(message=message, failure_type=FailureType.system_error)

@@ -22,9 +22,9 @@ from destination_kvdb.settings import Settings
 SYNC_PERMISSIONS = ("write", "enumerate", "delete")
 WHO_NEEDS = {
     "write": "every sync needs it",
-    "enumerate": "overwrite syncs and truncating refreshes need it to find old keys",
-    "delete": "overwrite and deduped syncs need it",
-}
+    "enumerate": "overwrite syncs and refreshes that remove records need it to find old keys",
+    "delete": "overwrite syncs, refreshes that remove records and deduped syncs with CDC deletes need it",
+}  # as the docs' table of what each sync mode needs says
 
 
 class CredentialRejected(AirbyteTracedException):
@@ -69,7 +69,14 @@ class Credential:
         return _readable_scope(self.secret) if self.is_token else None
 
     def mint_advice(self) -> str:
-        return f"mint a new one with prefix '{self.key_prefix}' and permissions {','.join(SYNC_PERMISSIONS)}"
+        """What to do: for a token minted for another prefix, first the key_prefix that fits it (a token for '' would
+        be a whole-bucket token, so it is never asked for)."""
+        mint = f"mint a new one with prefix '{self.key_prefix}' and permissions {','.join(SYNC_PERMISSIONS)}"
+        scope = self.scope
+        if scope is None or self.key_prefix.startswith(scope.prefix):
+            return mint
+        fitting = scope.prefix if scope.prefix.endswith("/") else scope.prefix + "/"
+        return f"set key_prefix to '{fitting}' to write where the token may" + (f", or {mint}" if self.key_prefix else "")
 
     def rejected(self, action: str) -> CredentialRejected:
         if self.is_token:

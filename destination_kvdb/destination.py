@@ -33,39 +33,19 @@ from destination_kvdb.config_problems import config_error
 from destination_kvdb.output import claim_the_end, print_line, report
 from destination_kvdb.reader import InputInterrupted, LineBlocks, fd_chunks, line_chunks
 from destination_kvdb.settings import Settings, validated
-from destination_kvdb.stopping import Stopping, stopped_error
+from destination_kvdb.stopping import Stopping
 from destination_kvdb.writer import KvdbWriter
 
 logger = logging.getLogger("airbyte")
 
-USAGE = """usage: python main.py spec
-       python main.py check --config CONFIG
-       python main.py write --config CONFIG --catalog CATALOG < MESSAGES
-
-  spec    print the connector's specification: its config fields, as JSON
-  check   test CONFIG (a JSON file) against KvDB: write, list and delete a probe key under key_prefix
-  write   store the Airbyte messages read from stdin (JSON lines) in KvDB, the streams as CATALOG
-          (a configured catalog, JSON) says, and echo each state once its records are stored
-"""
-COMMANDS = ("spec", "check", "write")
 
 
 class DestinationKvdb(Destination):
     def run(self, args: list[str]) -> None:
-        """The command line: a usage for no or an unknown command (exit 2); one ERROR trace for a failure (exit 1)."""
-        if not args or args[0] not in COMMANDS:
-            if args and args[0] in ("-h", "--help"):
-                sys.stdout.write(USAGE)
-                return
-            sys.stderr.write(("no command given" if not args else f"unknown command {args[0][:40]!r}") + "\n" + USAGE)
-            sys.exit(2)
+        """A command (run.py answers a missing or unknown one with a usage): one ERROR trace for a failure (exit 1)."""
         parsed_args = self.parse_args(args)
         try:
             self._run_command(parsed_args)
-        except KeyboardInterrupt:  # Ctrl-C before write's own handling began, or during spec or check
-            claim_the_end()
-            report(stopped_error("SIGINT", 0))
-            sys.exit(130)
         except Exception as error:
             claim_the_end()
             report(error)
@@ -176,5 +156,15 @@ def _catalog(path: str) -> ConfiguredAirbyteCatalog:
     content = _json_file(path, "catalog")
     try:
         return ConfiguredAirbyteCatalogSerializer.load(content)
-    except Exception:  # the serializer's errors vary in type and may quote the file
-        raise config_error(f"The catalog file {path} is not a configured catalog (see the Airbyte protocol)") from None
+    except Exception as error:  # the serializer's errors vary in type
+        raise config_error(f"The catalog file {path} is not a configured catalog (see the Airbyte protocol){_first_problem(error)}") from None
+
+
+def _first_problem(error: Exception) -> str:
+    """The schema validator's first complaint, where and what, e.g. `: streams/0/destination_sync_mode: "upsert" is
+    not one of [...]`, kept short (it quotes the value it refused, never more of the file)."""
+    problems = getattr(error, "errors", None)
+    if not problems:
+        return ""
+    first = problems[0]
+    return f": {getattr(first, 'instance_path', '') or 'the catalog'}: {str(getattr(first, 'message', ''))[:200]}"

@@ -8,7 +8,8 @@ type, then, for a RECORD, its data object and its stream.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from bisect import bisect_right
+from typing import Any, Iterable, Mapping, Sequence
 
 import msgspec
 from airbyte_cdk.models import FailureType
@@ -16,7 +17,8 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import messages
 from destination_kvdb.messages import TOO_DEEP, WITHOUT_DATA
-from destination_kvdb.sink import RejectedRecord, StreamKey
+from destination_kvdb.sink import RejectedRecord, StreamKey, StreamSink
+from destination_kvdb.transactions import OpRefused
 
 _decode_loosely = msgspec.json.Decoder(float_hook=str).decode
 
@@ -30,6 +32,21 @@ def rejected_record(number: int, rejected: RejectedRecord) -> AirbyteTracedExcep
     """A record its sink refused: what the line is ("is nested ...") or, after a colon, what is wrong with the record."""
     separator = " " if str(rejected).startswith("is ") else ": "
     return _traced(f"input line {number}{separator}{rejected}", rejected.failure_type)
+
+
+def refused_record(refused: OpRefused, lines_without_records: Sequence[int], sinks: Iterable[StreamSink]) -> AirbyteTracedException:
+    """A record KvDB refused to store (400), after the records before it were stored. Its line is its number in the
+    sync plus the lines before it that held no record (in order, as the router noted them, never per record); its
+    stream the one whose prefix starts the key (no stream's prefix starts another's keys)."""
+    line = refused.record_number
+    while (found := refused.record_number + bisect_right(lines_without_records, line)) != line:
+        line = found
+    stream = next((sink.label for sink in sinks if refused.key.startswith(sink.prefix)), "?")
+    return _traced(
+        f"input line {line}: KvDB refused to store this record of stream '{stream}' (400){refused.reason}; the records "
+        f"before it were stored and their states echoed, none after it",
+        FailureType.system_error,
+    )
 
 
 def bad_line(number: int, line: bytes, streams: Mapping[StreamKey, Any]) -> AirbyteTracedException:

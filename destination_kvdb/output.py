@@ -49,4 +49,6 @@ def report(error: BaseException) -> None:
     message = traced.as_airbyte_message()
     if traced is error:
         message.trace.error.stack_trace = None
+    if message.trace.error.internal_message == message.trace.error.message:  # one sentence, said once
+        message.trace.error.internal_message = None
     print_line(filter_secrets(orjson.dumps(AirbyteMessageSerializer.dump(message)).decode()).encode())

@@ -4,7 +4,8 @@ Transaction requests run concurrently on a small thread pool (pooled connections
 waits for the requests that carry the records before it (those submitted already, and the batch
 still being filled, which becomes the next request); when the last of them succeeds, the worker
 that finished it releases the state at once, in arrival order. A failed request stops every
-later state, never an earlier one whose requests all succeeded. The packer submits each finished
+later state, never an earlier one whose requests all succeeded; when KvDB refused one op of a request
+(OpRefused), the states before that op in the request are released too. The packer submits each finished
 body here; since states wait here, the pipeline also knows how long the oldest has waited for the
 next request, so the writer can send a part-filled batch before it waits too long.
 """
@@ -21,6 +22,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.progress import Counted
+from destination_kvdb.transactions import OpRefused, starts_records
 
 
 class AckPipeline:
@@ -38,10 +40,14 @@ class AckPipeline:
         self._submitted = 0
         self._acked_through = 0  # every request numbered up to this one succeeded
         self._acked_later: set[int] = set()
-        self._waiting_states: deque[tuple[int, bytes]] = deque()
+        # (the request holding the state's records, how many of its ops come before the state, the state's echo)
+        self._waiting_states: deque[tuple[int, int, bytes]] = deque()
+        self._partly_applied = (0, 0)  # a request KvDB refused an op of, and how many of its ops it applied before it
         self._failure: Optional[BaseException] = None
+        self._failed_request = 0  # the earliest request that failed; its failure is the one to tell
         self._release_failed = False
         self._records_through: dict[int, int] = {}  # request number -> records received before it was sent
+        self._records_submitted = 0  # records received before the last request was sent
         self.records_stored = 0  # the records of every request up to the last one acknowledged in order
         self._streams = streams
         self._state_waiting_since: Optional[float] = None  # when the oldest state waiting for the next request came
@@ -63,14 +69,17 @@ class AckPipeline:
         self._submitted += 1
         number = self._submitted
         self._records_through[number] = records
-        self._in_flight[number] = (self._executor.submit(self._send_and_ack, number, body), conflict_keys)
+        future = self._executor.submit(self._send_and_ack, number, body, self._records_submitted)
+        self._records_submitted = records
+        self._in_flight[number] = (future, conflict_keys)
 
-    def add_state(self, state_line: bytes, after_next_request: bool) -> None:
-        """Release the state once every request submitted so far, and the next one if it holds its records, succeeded."""
-        if after_next_request and self._state_waiting_since is None:
+    def add_state(self, state_line: bytes, ops_before: int = 0) -> None:
+        """Release the state once every request submitted so far succeeded, and the first `ops_before` ops of the next
+        one (the batch being filled holds its records)."""
+        if ops_before and self._state_waiting_since is None:
             self._state_waiting_since = time.monotonic()
         with self._lock:
-            self._waiting_states.append((self._submitted + after_next_request, state_line))
+            self._waiting_states.append((self._submitted + 1, ops_before, state_line))
             self._release_ready_states()
 
     def seconds_until_state_due(self, max_state_delay_seconds: float) -> Optional[float]:
@@ -88,10 +97,19 @@ class AckPipeline:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
 
-    def _send_and_ack(self, number: int, body: bytes) -> None:
+    @property
+    def failure(self) -> Optional[BaseException]:
+        """The failure of the earliest request that failed (once drained, of all); None if none did."""
+        return self._failure
+
+    def _send_and_ack(self, number: int, body: bytes, records_before: int) -> None:
         """Runs on a worker: a failure to send, or to print a released state, stops all later states."""
         try:
-            self._send(body)
+            try:
+                self._send(body)
+            except OpRefused as refused:
+                self._note_refused(number, body, records_before, refused)
+                raise
             with self._lock:
                 self._acked_later.add(number)
                 while self._acked_through + 1 in self._acked_later:
@@ -107,14 +125,32 @@ class AckPipeline:
                     failure_type=FailureType.system_error,
                 )
             with self._lock:
-                self._failure = self._failure or error
+                if self._failure is None or number < self._failed_request:
+                    self._failure, self._failed_request = error, number
             raise error
+
+    def _note_refused(self, number: int, body: bytes, records_before: int, refused: OpRefused) -> None:
+        """Which record the refused op is of; and the states before it in its request may now go."""
+        starts = starts_records(body)
+        # A body starting with a marker continues a record sent before it that `records_before` did not count yet.
+        refused.record_number = records_before + sum(starts[: refused.index + 1]) + (not starts[0])
+        with self._lock:
+            if not self._partly_applied[0] or number < self._partly_applied[0]:
+                self._partly_applied = (number, refused.index)
+            self._release_ready_states()
+
+    def _ready(self, number: int, ops_before: int) -> bool:
+        """Whether a state's records are stored: all of its request's, or the ops applied before a refused one."""
+        if number <= self._acked_through:
+            return True
+        applied = self._partly_applied[1] if self._partly_applied[0] == number else 0
+        return number == self._acked_through + 1 and ops_before <= applied
 
     def _release_ready_states(self) -> None:
         """Called with the lock held, which keeps released states in arrival order."""
-        while not self._release_failed and self._waiting_states and self._waiting_states[0][0] <= self._acked_through:
+        while not self._release_failed and self._waiting_states and self._ready(*self._waiting_states[0][:2]):
             try:
-                self._release(self._waiting_states[0][1])
+                self._release(self._waiting_states[0][2])
             except BaseException:
                 self._release_failed = True  # no later state may overtake the one that could not be echoed
                 raise

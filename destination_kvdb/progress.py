@@ -47,13 +47,13 @@ class Progress:
         total = sum(stream.records for stream in streams)
         total_bytes = sum(stream.bytes for stream in streams)
         parts = [
-            f"{stream.label}: {stream.records} records, {_mb(stream.bytes)}, {stream.records / elapsed:.0f} records/s"
+            f"{stream.label}: {counted(stream.records, 'record')}, {size(stream.bytes)}, {stream.records / elapsed:.0f} records/s"
             for stream in streams
         ]
         if self.usage is not None:
             parts += _usage_parts(self.usage)
         logger.info(
-            f"{heading}: {total} records, {_mb(total_bytes)} in {elapsed:.1f} s "
+            f"{heading}: {counted(total, 'record')}, {size(total_bytes)} in {duration(elapsed)} "
             f"({total / elapsed:.0f} records/s)" + ("; " + "; ".join(parts) if parts else "")
         )
 
@@ -72,5 +72,20 @@ def _usage_parts(usage: Usage) -> list[str]:
     return parts
 
 
-def _mb(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB"
+def counted(number: int, noun: str) -> str:
+    """'1 record', '2 records': every count a message gives."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def size(count: int) -> str:
+    """Bytes in the unit that shows them: '512 bytes', '18.4 KB', '3.2 MB' (never '0.0 MB')."""
+    if count < 1000:
+        return counted(count, "byte")
+    return f"{count / 1000:.1f} KB" if count < 1_000_000 else f"{count / 1_000_000:.1f} MB"
+
+
+def duration(seconds: float) -> str:
+    """'35 ms', '4.2 s', '3 min 5 s' (never '0.0 s')."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"

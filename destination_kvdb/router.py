@@ -8,18 +8,20 @@ holding a bad or blank line is read line by line, so that an error names the rig
 
 from __future__ import annotations
 
+from array import array
 from typing import Optional
 
 import msgspec
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import messages
-from destination_kvdb.line_errors import bad_line, line_error, rejected_record
+from destination_kvdb.line_errors import bad_line, line_error, refused_record, rejected_record
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import RejectedRecord, StreamKey, StreamSink
 from destination_kvdb.stream_ends import StreamEnds
-from destination_kvdb.transactions import TxnPacker
+from destination_kvdb.transactions import OpRefused, TxnPacker
 
 
 class Router:
@@ -35,6 +37,7 @@ class Router:
         self.lines = 0  # input lines fully processed
         self.other_messages = 0  # messages other than records of a known stream
         self.records_at_last_global_state = 0
+        self._lines_without_records = array("q")  # in order: a record's line is found from its number (refused)
 
     @property
     def records_received(self) -> int:
@@ -84,7 +87,9 @@ class Router:
     def _line(self, line: bytes) -> None:
         """One line the block decoder could not take: decoded alone, so an error names the right line."""
         number = self.lines + 1
-        if line.strip():
+        if not line.strip():
+            self._lines_without_records.append(number)
+        else:
             try:
                 message = self._decoder.decode(line)
             except msgspec.ValidationError:  # valid JSON of another shape: _other tells
@@ -115,6 +120,7 @@ class Router:
         if kind == "RECORD" or messages.nests_deeper_than(line, messages.MAX_LINE_NESTING):
             raise bad_line(number, line, self.sinks)
         self.other_messages += 1
+        self._lines_without_records.append(number)
         try:
             if kind == "STATE":
                 self._state(number, message)
@@ -122,6 +128,10 @@ class Router:
                 self._trace(number, message)
         except (KeyError, *NOT_READABLE):  # a field of the wrong shape somewhere
             raise bad_line(number, line, self.sinks) from None
+
+    def refused(self, refused: OpRefused) -> AirbyteTracedException:
+        """A record KvDB refused, named by its input line and its stream."""
+        return refused_record(refused, self._lines_without_records, self.sinks.values())
 
     def _descriptor_sink(self, number: int, holder: dict[str, msgspec.Raw]) -> Optional[StreamSink]:
         """The sink of a state's or status's stream_descriptor; None for a stream not in the catalog."""
@@ -149,11 +159,9 @@ class Router:
 
     def _add_state(self, line: bytes) -> None:
         """The state waits for the batch holding its records; only max_state_delay_seconds of 0 sends it now."""
-        pending = self.packer.has_ops
-        if pending and self.max_state_delay_seconds <= 0:
+        if self.packer.ops and self.max_state_delay_seconds <= 0:
             self.packer.flush()
-            pending = False
-        self.pipeline.add_state(line, after_next_request=pending)
+        self.pipeline.add_state(line, ops_before=self.packer.ops)
 
     def _trace(self, number: int, message: dict[str, msgspec.Raw]) -> None:
         trace = _object_field(number, message, "trace")

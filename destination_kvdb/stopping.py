@@ -26,6 +26,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.output import claim_the_end, report
 from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.progress import counted
 from destination_kvdb.reader import LineBlocks
 
 logger = logging.getLogger("airbyte")
@@ -35,7 +36,8 @@ EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 def stopped_error(signal_name: str, records_stored: int, reason: str = "") -> AirbyteTracedException:
     message = (
-        f"stopped by {signal_name}: {records_stored} records were stored; the next sync resumes from the last state "
+        f"stopped by {signal_name}: {counted(records_stored, 'record')} {'was' if records_stored == 1 else 'were'} stored; "
+        f"the next sync resumes from the last state "
         f"echoed, and no stream was finalized (nothing deleted)" + (f"; {reason}" if reason else "")
     )
     return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)

@@ -8,6 +8,8 @@ from typing import Callable, Optional
 
 import msgspec
 import orjson
+from airbyte_cdk.models import FailureType
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 logger = logging.getLogger("airbyte")
 
@@ -50,21 +52,52 @@ class RequestLimit:
         )
 
 
+class OpRefused(AirbyteTracedException):
+    """KvDB refused a body of one op (400); the ops before it in the body as packed were applied, none after it.
+
+    `index` is its place in the body as packed, `key` the key it sets or deletes, `reason` KvDB's words. The
+    pipeline adds `record_number`: which of the sync's records (counted from 1 across streams) the op is of.
+    """
+
+    def __init__(self, index: int, body: bytes, reason: str):
+        op = _decode_op(_decode_txn(body).txn[0])
+        self.index = index
+        self.key = op.set or op.delete or ""
+        self.reason = reason
+        self.record_number: Optional[int] = None
+        message = f"KvDB refused to apply the operation on key '{self.key}' (400){reason}"
+        super().__init__(message=message, internal_message=message, failure_type=FailureType.system_error)
+
+
 class _Txn(msgspec.Struct):
     txn: list[msgspec.Raw]  # each op exactly as packed: values stay byte for byte what the source sent
 
 
+class _Op(msgspec.Struct):
+    set: Optional[str] = None
+    delete: Optional[str] = None
+    value: msgspec.Raw = msgspec.Raw(b"")
+
+
 _decode_txn = msgspec.json.Decoder(_Txn).decode
+_decode_op = msgspec.json.Decoder(_Op).decode
 _encode_txn = msgspec.json.Encoder().encode
 
 
-def split_txn(body: bytes) -> Optional[tuple[bytes, bytes]]:
-    """The body's ops in two bodies of half the ops each, first half first; None for a single op."""
+def split_txn(body: bytes) -> Optional[tuple[bytes, int, bytes]]:
+    """The body's ops in two bodies of half the ops each: the first, its op count, the second; None for a single op."""
     ops = _decode_txn(body).txn
     if len(ops) < 2:
         return None
     half = len(ops) // 2
-    return _encode_txn(_Txn(ops[:half])), _encode_txn(_Txn(ops[half:]))
+    return _encode_txn(_Txn(ops[:half])), half, _encode_txn(_Txn(ops[half:]))
+
+
+def starts_records(body: bytes) -> list[bool]:
+    """For each op of a body: whether it begins a record (a set of an object, or a CDC delete) rather than
+    following its record's set (a truncating dedup stream's marker, whose value is a string)."""
+    ops = [_decode_op(op) for op in _decode_txn(body).txn]
+    return [op.delete is not None or bytes(op.value)[:1] == b"{" for op in ops]
 
 
 class TxnPacker:
@@ -123,8 +156,9 @@ class TxnPacker:
             self._conflict_keys.add(conflict_key)
 
     @property
-    def has_ops(self) -> bool:
-        return self._slots < self.max_ops
+    def ops(self) -> int:
+        """Ops in the body being filled."""
+        return self.max_ops - self._slots
 
     def flush(self) -> None:
         if self._slots < self.max_ops:

@@ -22,13 +22,13 @@ from destination_kvdb.bucket import Bucket
 from destination_kvdb.catalog_check import check_catalog
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
-from destination_kvdb.progress import Progress
+from destination_kvdb.progress import Progress, counted
 from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.router import Router
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import StreamKey, StreamSink
 from destination_kvdb.stream_ends import StreamEnds, no_input
-from destination_kvdb.transactions import TxnPacker
+from destination_kvdb.transactions import OpRefused, TxnPacker
 
 logger = logging.getLogger("airbyte")
 
@@ -77,6 +77,9 @@ class KvdbWriter:
             self.ends.end_of_input(self.sinks.values())
         except (AirbyteTracedException, InputInterrupted) as error:
             self._store_before_failing(error)
+            earliest = self.pipeline.failure if isinstance(error, OpRefused) else None  # requests finish out of order
+            if isinstance(earliest, OpRefused):
+                raise self.router.refused(earliest) from None
             raise
         finally:
             self.pipeline.close()
@@ -86,7 +89,7 @@ class KvdbWriter:
         self.progress.report("sync finished", self.sinks.values())
         for sink in self.sinks.values():
             if sink.reduced:
-                logger.info(f"stream '{sink.label}': {sink.reduced} records were reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
+                logger.info(f"stream '{sink.label}': {counted(sink.reduced, 'record')} reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
 
     def _read(self, blocks: LineBlocks) -> None:
         delay, state_due_in, route = self.settings.max_state_delay_seconds, self.pipeline.seconds_until_state_due, self.router.block
@@ -99,10 +102,13 @@ class KvdbWriter:
 
     def _store_before_failing(self, error: Exception) -> None:
         """Store the records received before the error or signal, so that the states before it are echoed."""
-        if isinstance(error, AirbyteTracedException) and self.router.records_received > self.pipeline.records_stored:
-            logger.info("the sync failed: storing the records received before the failure and echoing their states")
+        unstored = isinstance(error, AirbyteTracedException) and self.router.records_received > self.pipeline.records_stored
         try:
             self.router.store_all()
         except AirbyteTracedException as also:
-            logger.info(f"the records received before the failure could not all be stored, so the states after them "
-                        f"were not echoed: {also.message}")
+            if also is not error:  # the failure itself is reported once, at the end
+                logger.info(f"the records received before the failure could not all be stored, so the states after them "
+                            f"were not echoed: {also.message}")
+            return
+        if unstored:
+            logger.info("the sync failed: the records received before the failure were stored and their states echoed")

@@ -126,8 +126,8 @@ def test_check_succeeds_with_exactly_the_sync_permissions_and_leaves_no_key(shar
     "granted, expected",
     [
         (("enumerate", "delete", "read"), ["does not grant write under 'team1/': every sync needs it"]),
-        (("write", "delete"), ["does not grant enumerate under 'team1/': overwrite syncs and truncating refreshes need it"]),
-        (("write", "enumerate", "read"), ["does not grant delete under 'team1/': overwrite and deduped syncs need it"]),
+        (("write", "delete"), ["does not grant enumerate under 'team1/': overwrite syncs and refreshes that remove records need it"]),
+        (("write", "enumerate", "read"), ["does not grant delete under 'team1/': overwrite syncs, refreshes that remove records and deduped syncs with CDC deletes need it"]),
         (("read",), ["does not grant write under", "does not grant enumerate under", "does not grant delete under"]),
     ],
     ids=["no write", "no enumerate", "no delete", "read only"],
@@ -150,6 +150,24 @@ def test_check_says_when_the_tokens_prefix_does_not_cover_key_prefix(shared_buck
     assert run.exit_code == 0
     assert run.connection_status["status"] == "FAILED"
     assert "access token's prefix 'team2/' does not cover key_prefix 'team1/'" in run.connection_status["message"]
+    assert "set key_prefix to 'team2/' to write where the token may, or mint a new one with prefix 'team1/'" in run.connection_status["message"]
+    other_keys_unchanged(shared_bucket)
+
+
+def test_a_token_for_a_prefix_with_key_prefix_left_empty_is_told_the_key_prefix_that_fits(shared_bucket, secrets_in_use, tmp_path):
+    """Never "mint a new one with prefix ''": that would be a token for the whole bucket."""
+    config = {**token_config(shared_bucket, token_for(shared_bucket, secrets_in_use)), "key_prefix": ""}
+
+    checked = run_check(tmp_path, config)
+    written = run_write(tmp_path, config, catalog(configured_stream("users")), [record("users", {"id": 1})])
+
+    assert checked.connection_status["status"] == "FAILED"
+    (error,) = written.errors
+    for message in (checked.connection_status["message"], error["message"]):
+        assert "the access token's prefix 'team1/' does not cover key_prefix ''" in message.lower(), message
+        assert message.endswith("set key_prefix to 'team1/' to write where the token may"), message
+        assert "mint" not in message, message
+    assert written.exit_code == 1 and error["failure_type"] == "config_error"
     other_keys_unchanged(shared_bucket)
 
 

@@ -623,6 +623,7 @@ def test_admin_faults_endpoint_reads_and_changes_settings(kvdb_bucket):
         "seed": None,
         "max_body_bytes": 32 * 1024 * 1024,
         "read_lag_seconds": 0.0,
+        "refused_value_text": None,
     }
     changed = requests.post(admin, json={"error_429_rate": 1.0, "retry_after_seconds": 0})
     assert (changed.status_code, changed.json()["error_429_rate"]) == (200, 1.0)
@@ -632,6 +633,17 @@ def test_admin_faults_endpoint_reads_and_changes_settings(kvdb_bucket):
         assert_one_line_text_error(requests.post(admin, json=bad_body), 400)
     requests.post(admin, json={"error_429_rate": 0})
     assert list_keys(kvdb_bucket).status_code == 200
+
+
+def test_the_refused_value_text_fault_refuses_a_txn_holding_it_naming_the_op_and_applies_nothing(kvdb_bucket):
+    kvdb_bucket.server.set_faults(refused_value_text="1e400")
+    ops = b'{"txn": [{"set": "a", "value": {"n": 1}}, {"set": "b", "value": {"n": 1e400}}]}'
+
+    refused = requests.post(kvdb_bucket.url, data=ops, headers=kvdb_bucket.auth_headers, timeout=10)
+
+    assert (refused.status_code, refused.text.strip()) == (400, "txn op 1: value cannot be stored")
+    assert kvdb_bucket.server.items(kvdb_bucket.bucket_id) == []
+    assert txn(kvdb_bucket, [{"set": "a", "value": {"n": 1}}], timeout=10).status_code == 200
 
 
 def test_admin_stats_count_requests_by_kind_and_status_and_ops(kvdb_bucket):

@@ -1,7 +1,8 @@
 """Fault injection: latency, 500s, 429s, writes committed whose response is never sent, a request body
 limit (larger bodies get 413, as from a proxy in front of KvDB), and reads and listings that lag behind
 writes (read_lag_seconds: they show the bucket as it was that long ago, like an edge cache or an eventually
-consistent index; writes stay immediate and durable).
+consistent index; writes stay immediate and durable), and a txn refused (400) when one of its ops holds a
+given text (refused_value_text: KvDB refuses values it cannot take, such as a number like 1e400 it cannot parse).
 
 Decisions are drawn per request from one lock-protected random.Random(seed), so a seeded run with
 the same request sequence fails the same way.
@@ -30,6 +31,7 @@ class FaultSettings:
     seed: int | None = None
     max_body_bytes: int | None = None  # None: no limit
     read_lag_seconds: float = 0.0  # GETs of keys and listings show the bucket as it was this long ago
+    refused_value_text: str | None = None  # a txn with an op holding this text gets 400 naming the op; None: off
 
     def __post_init__(self):
         for name in ("error_500_rate", "error_429_rate", "drop_after_commit_rate"):
@@ -44,6 +46,8 @@ class FaultSettings:
             raise ValueError("retry_after_seconds must be a non-negative integer")
         if self.seed is not None and not _is_int(self.seed):
             raise ValueError("seed must be an integer or null")
+        if self.refused_value_text is not None and (not isinstance(self.refused_value_text, str) or not self.refused_value_text):
+            raise ValueError("refused_value_text must be a non-empty string or null")
         if self.max_body_bytes is not None and (not _is_int(self.max_body_bytes) or self.max_body_bytes < 0):
             raise ValueError("max_body_bytes must be a non-negative integer or null")
 

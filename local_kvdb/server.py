@@ -12,6 +12,7 @@ from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
+import msgspec
 import orjson
 
 from local_kvdb.api import WRITE_KINDS, KvdbApi, Route, resolve_route
@@ -132,6 +133,8 @@ class KvdbRequestHandler(BaseHTTPRequestHandler):
             response = HttpError(429, "injected rate limit", {"Retry-After": str(settings.retry_after_seconds)}).to_response()
         elif body_error is not None:
             response = body_error.to_response()
+        elif settings.refused_value_text and route.kind == "txn" and (refused := _refused_op(body, settings.refused_value_text)):
+            response = refused.to_response()
         else:
             response = self._execute(route, request)
         # Stats are recorded before answering, so a stats request sent after the answer always counts this one.
@@ -231,3 +234,17 @@ class KvdbRequestHandler(BaseHTTPRequestHandler):
 
 def _json_response(document) -> Response:
     return Response(200, orjson.dumps(document), "application/json")
+
+
+class _Ops(msgspec.Struct):
+    txn: list[msgspec.Raw]
+
+
+def _refused_op(body: bytes, text: str) -> HttpError | None:
+    """The refused_value_text fault: 400 naming the first op of the txn that holds the text, as KvDB refuses a value."""
+    try:
+        ops = msgspec.json.decode(body, type=_Ops).txn
+    except (msgspec.DecodeError, RecursionError):
+        return None  # the API answers a malformed body itself
+    index = next((index for index, op in enumerate(ops) if text.encode() in bytes(op)), None)
+    return None if index is None else HttpError(400, f"txn op {index}: value cannot be stored")

@@ -12,7 +12,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.bucket import KvdbBucket
-from destination_kvdb.transactions import RequestLimit, delete_op, set_op
+from destination_kvdb.transactions import OpRefused, RequestLimit, delete_op, set_op
 from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, SECRET, random_ops
 
 
@@ -121,6 +121,25 @@ def test_a_single_op_refused_as_too_large_is_a_clear_error(clock, kvdb, respond,
     )
     assert len(kvdb.requests) == 1
     assert bucket.request_limit.max_bytes == 65536 and lowering_logs(caplog) == []
+
+
+# --- 400: a body KvDB cannot apply is halved until the op it refuses is known -------------------------
+
+
+def test_a_refused_op_is_found_by_halving_after_the_ops_before_it_are_applied(clock, kvdb, respond):
+    ops = [set_op(f"k{i}", {"n": i}) for i in range(10)]
+    body = b'{"txn":[' + b",".join(ops) + b"]}"
+    kvdb.override = lambda request: respond(400, "txn op 0: value cannot be stored") if b'"k6"' in request.body else None
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=65536)
+
+    with pytest.raises(OpRefused) as raised:
+        bucket.send_txn(body)
+
+    assert (raised.value.index, raised.value.key, raised.value.reason) == (6, "k6", ": txn op 0: value cannot be stored")
+    assert sorted(kvdb.store) == [f"k{i}" for i in range(6)]  # every op before it, none after
+    sent = [raw_ops(request.body) for request in kvdb.requests]
+    assert len(sent) == len({tuple(ops) for ops in sent})  # no body sent twice
+    assert sent[-1] == [ops[6]] and bucket.request_limit.max_bytes == 65536
 
 
 def test_the_limit_only_learns_from_bodies_within_it(caplog):

@@ -21,6 +21,7 @@ BASE_URL = "https://kvdb.test"
 BUCKET = "bkt"
 POLICY = RetryPolicy(max_retry_seconds=60, max_rate_limit_wait_seconds=600, backoff_base_seconds=1, backoff_cap_seconds=8)
 BODY = b'{"txn":[' + b",".join(set_op(f"users__ab__{i}", {"id": i}) for i in range(3)) + b"]}"
+ONE_OP = b'{"txn":[{"set":"k","value":{"n":1}}]}'  # a 400 for several ops is halved to find the op refused (test_bucket.py)
 
 CONNECTION_REFUSED = (
     "HTTPSConnectionPool(host='kvdb.test', port=443): Max retries exceeded with url: /bkt (Caused by "
@@ -91,11 +92,16 @@ def test_every_attempt_carries_the_bearer_secret(client, clock, patch_send, resp
     assert all(call.args[0].headers["Accept"] == "application/json" for call in send.call_args_list)
 
 
-def test_client_errors_are_not_retried(client, clock, patch_send, respond):
-    send = patch_send([respond(400, "bad request"), respond(200)])
+@pytest.mark.parametrize(
+    "status, body",
+    [(405, BODY), (400, ONE_OP)],
+    ids=["405", "400-one-op"],
+)
+def test_client_errors_are_not_retried(client, clock, patch_send, respond, status, body):
+    send = patch_send([respond(status, "bad request"), respond(200)])
 
     with pytest.raises(AirbyteTracedException):
-        client.send_txn(BODY)
+        client.send_txn(body)
 
     assert send.call_count == 1
     assert clock.sleeps == []
@@ -282,7 +288,7 @@ def test_rejected_transaction_quotes_the_servers_short_message(client, clock, pa
     patch_send([respond(400, "value too large\nmore detail that is not quoted\n")])
 
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send_txn(BODY)
+        client.send_txn(ONE_OP)
 
     assert raised.value.failure_type == FailureType.system_error
     assert "value too large" in raised.value.message
@@ -384,7 +390,7 @@ def test_the_secret_never_appears(client, clock, patch_send, respond, caplog, sc
     send = patch_send(SECRET_SCENARIOS[scenario](respond))
 
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send_txn(BODY)
+        client.send_txn(ONE_OP)
 
     assert_no_secret(raised.value, client, caplog)
     assert SECRET not in str(raised.value.as_airbyte_message())

@@ -10,6 +10,7 @@ import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.transactions import OpRefused
 
 
 class GatedSend:
@@ -45,9 +46,9 @@ def test_a_state_waits_for_every_earlier_request_even_when_later_ones_finish_fir
     send, released = GatedSend(), []
     pipeline = AckPipeline(send, released.append, max_in_flight=3)
     pipeline.submit(b"r1", set())
-    pipeline.add_state(b"s1", after_next_request=False)
+    pipeline.add_state(b"s1")
     pipeline.submit(b"r2", set())
-    pipeline.add_state(b"s2", after_next_request=False)
+    pipeline.add_state(b"s2")
 
     send.open(b"r2")
     send.wait_finished(b"r2")  # r2 is done and acknowledged, r1 still in flight
@@ -63,7 +64,7 @@ def test_a_state_that_holds_records_of_the_batch_being_filled_waits_for_that_bat
     pipeline = AckPipeline(send, released.append, max_in_flight=2)
     send.open(b"r1")
     pipeline.submit(b"r1", set())
-    pipeline.add_state(b"s1", after_next_request=True)  # its records are in the next request, r2
+    pipeline.add_state(b"s1", ops_before=1)  # its records are in the next request, r2
     pipeline.drain()
     assert released == []  # r1 alone does not cover s1
     send.open(b"r2")
@@ -76,7 +77,7 @@ def test_a_state_that_holds_records_of_the_batch_being_filled_waits_for_that_bat
 def test_a_state_with_nothing_in_flight_is_released_at_once():
     released: list[bytes] = []
     pipeline = AckPipeline(GatedSend(), released.append, max_in_flight=1)
-    pipeline.add_state(b"s1", after_next_request=False)
+    pipeline.add_state(b"s1")
     pipeline.close()
     assert released == [b"s1"]
 
@@ -86,7 +87,7 @@ def test_no_state_after_a_failed_request_is_ever_released_but_earlier_ones_are()
     pipeline = AckPipeline(send, released.append, max_in_flight=3)
     for body, state in [(b"r1", b"s1"), (b"r2", b"s2"), (b"r3", b"s3")]:
         pipeline.submit(body, set())
-        pipeline.add_state(state, after_next_request=False)
+        pipeline.add_state(state)
     send.open(b"r2")  # the failure comes first ...
     send.wait_finished(b"r2")
     send.open(b"r1")  # ... and the request before it succeeds afterwards: its state still goes back
@@ -95,6 +96,33 @@ def test_no_state_after_a_failed_request_is_ever_released_but_earlier_ones_are()
         pipeline.drain()
     pipeline.close()
     assert released == [b"s1"]
+
+
+def test_states_before_an_op_kvdb_refused_are_released_once_earlier_requests_succeed_and_later_ones_never():
+    """r2 holds 4 ops (one record each); KvDB refused its third after applying the two before it."""
+    r2 = b'{"txn":[' + b",".join(b'{"set":"k%d","value":{}}' % n for n in range(4)) + b"]}"
+
+    def send(body: bytes) -> None:
+        gated(body)
+        if body == r2:
+            raise OpRefused(2, b'{"txn":[{"set":"k2","value":{}}]}', ": value cannot be stored")
+
+    gated, released = GatedSend(), []
+    pipeline = AckPipeline(send, released.append, max_in_flight=3)
+    pipeline.submit(b"r1", set())
+    for state, ops_before in [(b"s1", 0), (b"s2", 2), (b"s3", 3)]:  # s2 follows k0 and k1, s3 follows k2
+        pipeline.add_state(state, ops_before=ops_before)
+    pipeline.submit(r2, set())
+    pipeline.add_state(b"s4")
+    gated.open(r2)
+    gated.wait_finished(r2)
+    assert released == []  # r1, before them all, is still in flight
+    gated.open(b"r1")
+    with pytest.raises(OpRefused) as raised:
+        pipeline.drain()
+    pipeline.close()
+    assert released == [b"s1", b"s2"]
+    assert raised.value.record_number == 3  # r1 held no records here: k2 is the third
 
 
 def test_an_unexpected_error_on_a_sender_thread_is_named_as_such():
@@ -120,12 +148,12 @@ def test_a_failure_to_print_a_state_on_a_worker_stops_the_pipeline_and_every_lat
     send = GatedSend()
     pipeline = AckPipeline(send, broken_stdout, max_in_flight=1)
     pipeline.submit(b"r1", set())
-    pipeline.add_state(b"s1", after_next_request=False)  # released by the worker that finishes r1
+    pipeline.add_state(b"s1")  # released by the worker that finishes r1
     send.open(b"r1")
     with pytest.raises(AirbyteTracedException, match="BrokenPipeError"):
         pipeline.drain()
     with pytest.raises(AirbyteTracedException, match="BrokenPipeError"):
         pipeline.submit(b"r2", set())
-    pipeline.add_state(b"s2", after_next_request=False)  # would be ready, but may not overtake s1
+    pipeline.add_state(b"s2")  # would be ready, but may not overtake s1
     pipeline.close()
     assert printed == []

@@ -30,7 +30,7 @@ ZYGOTE_TIMEOUT_SECONDS = 120
 
 def _serve_forks(socket_path: str, main: str) -> list[str]:
     """Fork one supervised child per request; in the child, return main.py's argv. The zygote never returns."""
-    import destination_kvdb.run  # noqa: F401  (the imports each run would otherwise pay for)
+    import destination_kvdb.destination  # noqa: F401  (the imports each run would otherwise pay for)
 
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
