@@ -33,10 +33,10 @@ class Record(msgspec.Struct, gc=False):
     stream: str
     data: msgspec.Raw
     namespace: Optional[str] = None
+    emitted_at: Optional[Union[int, float]] = None  # dedup: of two equal cursors the later emitted_at wins
 
 
 class RecordWithMetadata(Record, gc=False):
-    emitted_at: Optional[Union[int, float]] = None
     meta: msgspec.Raw = None  # type: ignore[assignment]  # absent: None; present (even null): its bytes
 
 
