@@ -27,10 +27,8 @@ from airbyte_cdk.models import ConfiguredAirbyteStream
 
 Version = tuple  # (kind, value, emitted_at): compare with < and >=
 NO_TIME = float("-inf")  # a record without emitted_at is older than any with one
-_NULL = (0, 0)
-_NUMBER_MARKS = frozenset(b"-0123456789")
-_SCALARS = {b"n": _NULL, b"t": (1, True), b"f": (1, False)}
-_LONGEST_INT = 4000  # int() refuses longer texts (Python's int_max_str_digits); Decimal reads any
+_decode_value = msgspec.json.Decoder(float_hook=Decimal).decode  # numbers exact: ints as int, the others as Decimal
+_decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 def cursor_path(configured: ConfiguredAirbyteStream) -> list[str]:
@@ -42,10 +40,15 @@ def cursor_path(configured: ConfiguredAirbyteStream) -> list[str]:
 
 
 def _instant(text: str) -> datetime:
-    if text[-1:] in ("Z", "z"):  # Python 3.10's fromisoformat does not read "Z"
-        text = text[:-1] + "+00:00"
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        if text[-1:] not in ("Z", "z"):
+            raise
+        moment = datetime.fromisoformat(text[:-1] + "+00:00")  # Python 3.10's fromisoformat does not read "Z"
+    if moment.tzinfo is timezone.utc:  # the usual case ("Z", "+00:00"): datetimes sharing a tzinfo compare fast
+        return moment
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
 
 
 _READERS: dict[str, Callable[[str], Union[datetime, date]]] = {"date-time": _instant, "date": date.fromisoformat}
@@ -60,17 +63,13 @@ def _field_format(json_schema: Any, path: list[str]) -> Optional[str]:
     return schema.get("format") if isinstance(schema, dict) else None
 
 
-def _number(raw: bytes) -> Union[int, Decimal]:
-    if len(raw) < _LONGEST_INT and raw.lstrip(b"-").isdigit():
-        return int(raw)
-    return Decimal(raw.decode())
-
-
 class CursorOrder:
     """One stream's cursor: where it sits in a record and how its values compare."""
 
     def __init__(self, path: list[str], json_schema: Any):
         self.path = path
+        self._top = path[0] if path else None
+        self._nested_path = len(path) > 1
         self._read = _READERS.get(_field_format(json_schema, path) or "") if path else None
 
     @classmethod
@@ -78,33 +77,39 @@ class CursorOrder:
         return cls(cursor_path(configured), configured.stream.json_schema)
 
     def version(self, fields: dict[str, msgspec.Raw], emitted_at: Optional[Union[int, float]]) -> Version:
-        """The record's place in its key's history; the newest version has the largest."""
-        kind, value = self._value(fields) if self.path else _NULL
-        return (kind, value, NO_TIME if emitted_at is None else emitted_at)
-
-    def _value(self, fields: dict[str, msgspec.Raw]) -> tuple[int, Any]:
-        raw: Any = fields
-        for depth, field in enumerate(self.path):
-            if depth:
-                try:
-                    raw = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
-                except msgspec.ValidationError:  # the parent is not an object: no cursor
-                    return _NULL
-            raw = raw.get(field)
-            if raw is None:
-                return _NULL
-        text = bytes(raw)
-        first = text[:1]
-        if first == b'"':
-            string = msgspec.json.decode(text, type=str)
+        """The record's place in its key's history; the newest version has the largest. On the hot path: one lookup
+        for a top-level cursor and one decode of its value."""
+        when = NO_TIME if emitted_at is None else emitted_at
+        raw = fields.get(self._top) if self._top is not None else None  # type: ignore[arg-type]
+        if raw is not None and self._nested_path:
+            raw = self._nested(raw)
+        if raw is None:
+            return (0, 0, when)
+        try:
+            value = _decode_value(raw)
+        except msgspec.ValidationError:  # an integer too long for msgspec
+            return (2, Decimal(bytes(raw).decode()), when)
+        kind = type(value)
+        if kind is str:
             if self._read is None:
-                return (3, string)
+                return (3, value, when)
             try:
-                return (3, self._read(string))
-            except ValueError:
-                return _NULL
-        if first in _SCALARS:
-            return _SCALARS[first]
-        if first and first[0] in _NUMBER_MARKS:
-            return (2, _number(text))
-        return (4, text)
+                return (3, self._read(value), when)
+            except (ValueError, OverflowError):  # not a date or instant, or one past year 9999 in UTC
+                return (0, 0, when)
+        if kind is int or kind is Decimal:
+            return (2, value, when)
+        if kind is bool:
+            return (1, value, when)
+        return (0, 0, when) if value is None else (4, bytes(raw), when)
+
+    def _nested(self, raw: msgspec.Raw) -> Optional[msgspec.Raw]:
+        """The cursor's raw value under a nested path; None when a parent is missing or not an object."""
+        for field in self.path[1:]:
+            try:
+                raw = _decode_fields(raw).get(field)
+            except msgspec.ValidationError:
+                return None
+            if raw is None:
+                return None
+        return raw

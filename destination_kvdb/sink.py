@@ -93,6 +93,7 @@ class StreamSink:
         self._op_start = b""  # SET_START and the key up to the counter's last two hex digits
         self.written: Optional[WrittenKeys] = WrittenKeys() if self.dedup and self.retention.truncates else None
         self.versions = VersionIndex()  # dedup: the newest version sent per key; a dict that stays empty otherwise
+        self._admit, self._version = self.versions.admit, self.cursor.version
 
     def write(self, record: messages.Record) -> None:
         """The hot path: the record's bytes into one op (two for a dedup stream being truncated)."""
@@ -149,7 +150,7 @@ class StreamSink:
             key = keys.dedup_key(self.prefix, keys.primary_key_texts(fields, self.primary_key))
         except keys.MissingPrimaryKey as missing:
             raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
-        if not self.versions.admit(key, self.cursor.version(fields, record.emitted_at)):
+        if not self._admit(key, self._version(fields, record.emitted_at)):
             return
         deleted_at = fields.get(CDC_DELETED_AT)
         if deleted_at is not None and bytes(deleted_at) != b"null":

@@ -92,14 +92,16 @@ class VersionIndex:
 
     def admit(self, key: str, version: Version) -> bool:
         """True, noting the version, unless the key already holds a newer one (an equal one arrived earlier: this wins)."""
-        stored = self._recent.get(key)
-        if stored is None and self._spilled is not None:
-            stored = self._spilled.get(key)
+        recent = self._recent
+        stored = recent.get(key)
+        if stored is None:
+            if self._spilled is not None:
+                stored = self._spilled.get(key)
+            if len(recent) >= self._in_memory_keys:
+                self._spill()
         if stored is not None and version < stored:
             return False
-        self._recent[key] = version
-        if len(self._recent) >= self._in_memory_keys:
-            self._spill()
+        recent[key] = version
         return True
 
     def _spill(self) -> None:
