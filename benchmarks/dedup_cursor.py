@@ -13,7 +13,6 @@ import argparse
 import gc
 import os
 import random
-import resource
 import statistics
 import subprocess
 import sys
@@ -99,7 +98,8 @@ def main() -> None:
     sys.path.insert(0, str(args.tree.resolve()))
     if args.child:
         cpu, ops = run_once(args.child, args.cursor)
-        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # VmHWM, not ru_maxrss: on exec Linux folds the parent's peak (which held the workload's order) into ru_maxrss
+        peak_mb = int(next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")).split()[1]) / 1024
         print(f"{args.records:,} records over {args.keys:,} keys ({args.tree}): {cpu:.1f} s CPU, {cpu / args.records * 1e6:.2f} µs/record, {ops:,} ops, peak RSS {peak_mb:.1f} MB")
         return
     with tempfile.TemporaryDirectory() as directory:
