@@ -25,10 +25,11 @@ from typing import Any, Callable, Optional, Union
 import msgspec
 from airbyte_cdk.models import ConfiguredAirbyteStream
 
+from destination_kvdb import messages
+
 Version = tuple  # (kind, value, emitted_at): compare with < and >=
 NO_TIME = float("-inf")  # a record without emitted_at is older than any with one
 _decode_value = msgspec.json.Decoder(float_hook=Decimal).decode  # numbers exact: ints as int, the others as Decimal
-_decode_fields = msgspec.json.Decoder(dict[str, msgspec.Raw]).decode
 
 
 def cursor_path(configured: ConfiguredAirbyteStream) -> list[str]:
@@ -80,7 +81,7 @@ class CursorOrder:
         """The record's place in its key's history; the newest version has the largest. On the hot path: one lookup
         for a top-level cursor and one decode of its value."""
         when = NO_TIME if emitted_at is None else emitted_at
-        raw = fields.get(self._top) if self._top is not None else None  # type: ignore[arg-type]
+        raw = fields.get(self._top) if self._top is not None else None
         if raw is not None and self._nested_path:
             raw = self._nested(raw)
         if raw is None:
@@ -107,7 +108,7 @@ class CursorOrder:
         """The cursor's raw value under a nested path; None when a parent is missing or not an object."""
         for field in self.path[1:]:
             try:
-                raw = _decode_fields(raw).get(field)
+                raw = messages.fields(raw).get(field)
             except msgspec.ValidationError:
                 return None
             if raw is None:

@@ -162,3 +162,14 @@ def test_across_runs_the_later_run_wins_whatever_the_cursor(tmp_path, kvdb_bucke
     write(tmp_path, kvdb_bucket, [version(1, "nine", c=9)])
 
     assert labels(kvdb_bucket) == {"1": "nine"}
+
+
+def test_a_source_defined_nested_cursor_is_the_one_compared(tmp_path, kvdb_bucket):
+    stream = dedup_stream(cursor="c")  # the user's choice, which a source-defined cursor overrides
+    stream["stream"].update(source_defined_cursor=True, default_cursor_field=["meta", "seq"])
+    write(tmp_path, kvdb_bucket, [
+        version(1, "seq 2", c=1, meta={"seq": 2}), version(1, "seq 1", c=9, meta={"seq": 1}),
+        version(2, "seq 0", meta={"seq": 0}), version(2, "no meta"), version(2, "meta not an object", meta=[5]),
+    ], stream)
+
+    assert labels(kvdb_bucket) == {"1": "seq 2", "2": "seq 0"}
