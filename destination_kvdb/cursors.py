@@ -28,7 +28,7 @@ from airbyte_cdk.models import ConfiguredAirbyteStream
 from destination_kvdb import messages
 
 Version = tuple  # (kind, value, emitted_at): compare with < and >=
-NO_TIME = float("-inf")  # a record without emitted_at is older than any with one
+NO_TIME = float("-inf")  # a record without a numeric emitted_at is older than any with one
 _decode_value = msgspec.json.Decoder(float_hook=Decimal).decode  # numbers exact: ints as int, the others as Decimal
 
 
@@ -77,10 +77,10 @@ class CursorOrder:
     def of(cls, configured: ConfiguredAirbyteStream) -> "CursorOrder":
         return cls(cursor_path(configured), configured.stream.json_schema)
 
-    def version(self, fields: dict[str, msgspec.Raw], emitted_at: Optional[Union[int, float]]) -> Version:
+    def version(self, fields: dict[str, msgspec.Raw], emitted_at: Any) -> Version:
         """The record's place in its key's history; the newest version has the largest. On the hot path: one lookup
         for a top-level cursor and one decode of its value."""
-        when = NO_TIME if emitted_at is None else emitted_at
+        when = emitted_at if type(emitted_at) is int or type(emitted_at) is float else NO_TIME  # absent, or not a number
         raw = fields.get(self._top) if self._top is not None else None
         if raw is not None and self._nested_path:
             raw = self._nested(raw)
