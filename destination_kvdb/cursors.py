@@ -29,6 +29,7 @@ from destination_kvdb import messages
 
 Version = tuple  # (kind, value, emitted_at): compare with < and >=
 NO_TIME = float("-inf")  # a record without a numeric emitted_at is older than any with one
+_TIMES = frozenset((int, float))
 _decode_value = msgspec.json.Decoder(float_hook=Decimal).decode  # numbers exact: ints as int, the others as Decimal
 
 
@@ -40,16 +41,17 @@ def cursor_path(configured: ConfiguredAirbyteStream) -> list[str]:
     return list(configured.cursor_field or stream.default_cursor_field or [])
 
 
-def _instant(text: str) -> datetime:
+def _instant(text: str, _parse: Callable[[str], datetime] = datetime.fromisoformat, _utc: timezone = timezone.utc) -> datetime:
     try:
-        moment = datetime.fromisoformat(text)
+        moment = _parse(text)
     except ValueError:
         if text[-1:] not in ("Z", "z"):
             raise
-        moment = datetime.fromisoformat(text[:-1] + "+00:00")  # Python 3.10's fromisoformat does not read "Z"
-    if moment.tzinfo is timezone.utc:  # the usual case ("Z", "+00:00"): datetimes sharing a tzinfo compare fast
+        moment = _parse(text[:-1] + "+00:00")  # Python 3.10's fromisoformat does not read "Z"
+    zone = moment.tzinfo
+    if zone is _utc:  # the usual case ("Z", "+00:00"): datetimes sharing a tzinfo compare fast
         return moment
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=_utc) if zone is None else moment.astimezone(_utc)
 
 
 _READERS: dict[str, Callable[[str], Union[datetime, date]]] = {"date-time": _instant, "date": date.fromisoformat}
@@ -80,7 +82,7 @@ class CursorOrder:
     def version(self, fields: dict[str, msgspec.Raw], emitted_at: Any) -> Version:
         """The record's place in its key's history; the newest version has the largest. On the hot path: one lookup
         for a top-level cursor and one decode of its value."""
-        when = emitted_at if type(emitted_at) is int or type(emitted_at) is float else NO_TIME  # absent, or not a number
+        when = emitted_at if type(emitted_at) in _TIMES else NO_TIME  # absent, or not a number
         raw = fields.get(self._top) if self._top is not None else None
         if raw is not None and self._nested_path:
             raw = self._nested(raw)
@@ -92,10 +94,11 @@ class CursorOrder:
             return (2, Decimal(bytes(raw).decode()), when)
         kind = type(value)
         if kind is str:
-            if self._read is None:
+            read = self._read
+            if read is None:
                 return (3, value, when)
             try:
-                return (3, self._read(value), when)
+                return (3, read(value), when)
             except (ValueError, OverflowError):  # not a date or instant, or one past year 9999 in UTC
                 return (0, 0, when)
         if kind is int or kind is Decimal:
