@@ -1,7 +1,8 @@
 """One catalog stream's records as ops in the shared batch: the stream's keys, and values as the source sent them.
 
 A record's `data` goes into the batch byte for byte; only a value over KvDB's limit, or one that
-needs Airbyte metadata, is built (record_values.py). The sink batches only: when the stream's
+needs Airbyte metadata, is built (record_values.py). A dedup record older than the version its key already
+got in this run (cursors.py, versions.py) becomes no op. The sink batches only: when the stream's
 earlier data may go is stream_ends.py's to decide, with what the sink noted while writing.
 """
 
