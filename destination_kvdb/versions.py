@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 
 from destination_kvdb.cursors import Version
 
-IN_MEMORY_KEYS = 50_000  # about 15 MB of dict per dedup stream
+IN_MEMORY_KEYS = 50_000  # about 15-20 MB of dict per dedup stream
 _BITS_PER_KEY = 16  # with 2 probes, about 1.4 % of new keys cost a lookup that finds nothing
 _MASK = (1 << 64) - 1
 _CACHE_KB = 8_192  # SQLite's page cache (default 2 MB): more of the b-tree stays in memory between spills
