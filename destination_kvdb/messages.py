@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from array import array
 from itertools import accumulate
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import msgspec
 
@@ -33,10 +33,11 @@ class Record(msgspec.Struct, gc=False):
     stream: str
     data: msgspec.Raw
     namespace: Optional[str] = None
+    emitted_at: Any = None  # dedup: of two equal cursors the later wins; any JSON, as 0.5.0 ignored it without metadata
 
 
 class RecordWithMetadata(Record, gc=False):
-    emitted_at: Optional[Union[int, float]] = None
+    emitted_at: Optional[Union[int, float]] = None  # becomes _airbyte_extracted_at: a number
     meta: msgspec.Raw = None  # type: ignore[assignment]  # absent: None; present (even null): its bytes
 
 

@@ -1,7 +1,8 @@
 """One catalog stream's records as ops in the shared batch: the stream's keys, and values as the source sent them.
 
 A record's `data` goes into the batch byte for byte; only a value over KvDB's limit, or one that
-needs Airbyte metadata, is built (record_values.py). The sink batches only: when the stream's
+needs Airbyte metadata, is built (record_values.py). A dedup record older than the version its key already
+got in this run (cursors.py, versions.py) becomes no op. The sink batches only: when the stream's
 earlier data may go is stream_ends.py's to decide, with what the sink noted while writing.
 """
 
@@ -10,19 +11,20 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-import msgspec
 from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, FailureType
 
 from destination_kvdb import keys, messages
 from destination_kvdb.catalog_check import stream_label
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.config_problems import config_error
+from destination_kvdb.cursors import CursorOrder
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
 from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedRecord, RecordValues
 from destination_kvdb.retention import Retention
 from destination_kvdb.settings import Settings
 from destination_kvdb.spill import WrittenKeys
 from destination_kvdb.transactions import SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
+from destination_kvdb.versions import VersionIndex
 
 logger = logging.getLogger("airbyte")
 
@@ -71,9 +73,10 @@ class StreamSink:
         self.retention = Retention.of(configured, run_id)
         self.tag = self.retention.tag
         self.run_id = run_id
+        self.cursor = CursorOrder.of(configured)
         self.values = RecordValues(
             primary_key=self.primary_key,
-            cursor_field=configured.cursor_field or [],
+            cursor_field=self.cursor.path,
             oversized_records=settings.oversized_records,
             include_metadata=settings.include_airbyte_metadata,
             generation_id=self.retention.generation_id,
@@ -92,6 +95,8 @@ class StreamSink:
         self._ms = 0
         self._op_start = b""  # SET_START and the key up to the counter's last two hex digits
         self.written: Optional[WrittenKeys] = WrittenKeys() if self.dedup and self.retention.truncates else None
+        self.versions = VersionIndex()  # dedup: the newest version sent per key; a dict that stays empty otherwise
+        self._admit, self._version = self.versions.admit, self.cursor.version
 
     def write(self, record: messages.Record) -> None:
         """The hot path: the record's bytes into one op (two for a dedup stream being truncated)."""
@@ -99,7 +104,7 @@ class StreamSink:
         if len(value) > self._check_limit:
             value = self._checked(record)
         if self.dedup:
-            self._write_dedup(record.data, value)
+            self._write_dedup(record, value)
         else:
             low = (self.records + 1) & 0xFF
             if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
@@ -121,7 +126,7 @@ class StreamSink:
     def _built(self, record: messages.Record) -> bytes:
         """The stored value when it is more than a copy: metadata asked for, or a record over KvDB's limit."""
         try:
-            built = self.values.build(record.data, getattr(record, "emitted_at", None), getattr(record, "meta", None))
+            built = self.values.build(record.data, record.emitted_at, getattr(record, "meta", None))
         except OversizedRecord as oversized:
             raise RejectedRecord(
                 f"a record of stream '{self.label}' is {oversized.size} bytes as JSON, over KvDB's limit of "
@@ -138,15 +143,18 @@ class StreamSink:
             )
         return built.value
 
-    def _write_dedup(self, data: msgspec.Raw, value: bytes) -> None:
+    def _write_dedup(self, record: messages.Record, value: bytes) -> None:
+        """The record's op, unless its key already got a newer version in this run (then no op at all)."""
         try:
-            fields = messages.fields(data)
+            fields = messages.fields(record.data)
         except NOT_READABLE as unreadable:
             raise _unreadable_data(unreadable) from None
         try:
             key = keys.dedup_key(self.prefix, keys.primary_key_texts(fields, self.primary_key))
         except keys.MissingPrimaryKey as missing:
             raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
+        if not self._admit(key, self._version(fields, record.emitted_at)):
+            return
         deleted_at = fields.get(CDC_DELETED_AT)
         if deleted_at is not None and bytes(deleted_at) != b"null":
             self._add(delete_op(key), key)
@@ -163,3 +171,4 @@ class StreamSink:
     def close(self) -> None:
         if self.written is not None:
             self.written.close()
+        self.versions.close()

@@ -100,6 +100,15 @@ def test_refresh_with_retain_keeps_every_generation(simulator):
     assert sim.run_job(["incremental", "incremental"], [FAILS_AT_START_UP, SUCCEEDS])
 
 
+def test_dedup_versions_out_of_cursor_order_and_stale_deletes_inside_attempts(simulator):
+    """Inside an attempt the source sends older versions (records and deletes) after newer ones; an attempt killed or
+    failed half-way is resumed by one that starts its own comparison afresh."""
+    sim = simulator(6, streams=[StreamHistory("accounts", None, "dedup")], records_per_job=(60, 120))
+    assert sim.run_job(["incremental"], [SUCCEEDS])
+    assert sim.run_job(["incremental"], [KILLED_MIDWAY, FAILS_MIDWAY, SUCCEEDS])
+    assert sim.events["stale dedup records sent"] and sim.events["stale dedup deletes sent"]
+
+
 def test_a_zygote_child_behaves_like_python_main_py(zygote, local_kvdb, make_bucket, tmp_path):
     streams = catalog(configured_stream("users", generation_id=1, minimum_generation_id=1, sync_id=7))
     messages = [record("users", {"id": i}) for i in range(5)] + [stream_state("users", 1, id=1), stream_status("users")]

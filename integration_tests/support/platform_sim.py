@@ -33,6 +33,7 @@ from integration_tests.support.zygote import ZYGOTE_TIMEOUT_SECONDS, Zygote
 
 MAX_ATTEMPTS = 3
 DEDUP_ID_POOL = 60
+STALE_VERSION_SHARE = 0.1  # dedup ops followed, later in the attempt, by an older version of their id (record or delete)
 PRECISE_CURSOR = "123456789012345678901234567890.00000000000000000001"  # wider than int64 and than a double
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 STREAM_KINDS = ("append", "dedup", "client_overwrite_gen", "client_overwrite_sync")
@@ -121,6 +122,7 @@ class JobStream:
         }
         if history.dedup:
             configured["primary_key"] = [["id"]]
+            configured["cursor_field"] = ["c"]
         return configured
 
 
@@ -281,9 +283,19 @@ class Connection:
                 self.rng.randrange(DEDUP_ID_POOL) for _ in range(count)
             ]
             ops = [self._dedup_op(history, record_id, job, generation, deleted=not snapshot and self.rng.random() < 0.1) for record_id in ids]
+            ops = self._out_of_order(history, ops, job, generation)
         else:
             ops = [self._append_record(history, f"{job}.{n}", job, generation, sync_id) for n in range(count)]
         return JobStream(history, mode, generation, minimum, sync_id, ops)
+
+    def _out_of_order(self, history: StreamHistory, ops: list[dict], job: int, generation: int) -> list[dict]:
+        """Sources may send an older version after a newer one inside an attempt (partitions read in parallel, slices
+        finishing out of order): a stale record or a stale delete, its cursor just below the newer one's."""
+        for newer in list(ops):
+            if self.rng.random() < STALE_VERSION_SHARE:
+                stale = self._dedup_op(history, newer["id"], job, generation, self.rng.random() < 0.5, cursor=newer["c"] - 0.5)
+                ops.insert(self.rng.randint(ops.index(newer) + 1, len(ops)), stale)
+        return ops
 
     def _pad(self) -> str:
         return "p" * self.rng.randrange(300)
@@ -293,9 +305,9 @@ class Connection:
         history.records[record_id] = [data, 0, False, "no"]
         return data
 
-    def _dedup_op(self, history: StreamHistory, record_id: int, job: int, generation: int, deleted: bool) -> dict:
+    def _dedup_op(self, history: StreamHistory, record_id: int, job: int, generation: int, deleted: bool, cursor: Optional[float] = None) -> dict:
         version = next(self.dedup_versions)
-        data = {"id": record_id, "v": version, "job": job, "gen": generation, "pad": self._pad()}
+        data = {"id": record_id, "v": version, "c": version if cursor is None else cursor, "job": job, "gen": generation, "pad": self._pad()}
         if deleted:
             data[CDC_DELETED_AT] = "2024-05-01T00:00:00Z"
         history.versions[version] = data
@@ -492,12 +504,16 @@ def update_model(job: Job, result: AttemptResult, echoed: list[Line]) -> list[in
 
 
 def _dedup_sent(history: StreamHistory, sent: list[tuple[int, dict]], covered_upto: int) -> None:
-    """Per id, the key holds the result of the last covered op or of any op sent after it (or, with none covered, any)."""
+    """Per id, the key holds what the newest version (highest cursor `c`, ties: the later) among the ops this attempt
+    sent up to the last covered one, or up to any later one, left (with none covered: up to any, or what it held)."""
     by_id: dict[int, list[tuple[int, dict]]] = {}
     for number, data in sent:
         by_id.setdefault(data["id"], []).append((number, data))
     for record_id, ops in by_id.items():
-        results = [None if data.get(CDC_DELETED_AT) else data["v"] for _, data in ops]
+        results, newest = [], None
+        for _, data in ops:
+            newest = data if newest is None or data["c"] >= newest["c"] else newest
+            results.append(None if newest.get(CDC_DELETED_AT) else newest["v"])
         covered = [position for position, (number, _) in enumerate(ops) if number < covered_upto]
         if covered:
             history.possible[record_id] = set(results[covered[-1] :])
@@ -661,6 +677,10 @@ class Simulator:
         self.events["killed after a COMPLETE"] += result.killed and any(line.status for line in result.lines[: result.written])
         self.events["source failed"] += plan.source_fails_at is not None
         self.events["source failed at start-up"] += plan.source_fails_at == 0.0
+        for line in result.lines[: result.written]:
+            data = job.streams[line.stream].ops[line.op] if line.op is not None else {}
+            if data.get("c", data.get("v")) != data.get("v"):  # a stale dedup version: sent after a newer one
+                self.events["stale dedup deletes sent" if data.get(CDC_DELETED_AT) else "stale dedup records sent"] += 1
         for index in completed:
             if job.streams[index].keeps({"gen": -1, "sync": -1}) is False:
                 self.events["truncations completed"] += 1
