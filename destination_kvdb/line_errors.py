@@ -34,12 +34,13 @@ def rejected_record(number: int, rejected: RejectedRecord) -> AirbyteTracedExcep
     return _traced(f"input line {number}{separator}{rejected}", rejected.failure_type)
 
 
-def refused_record(refused: OpRefused, lines_without_records: Sequence[int], sinks: Iterable[StreamSink]) -> AirbyteTracedException:
-    """A record KvDB refused to store (400), after the records before it were stored. Its line is its number in the
-    sync plus the lines before it that held no record (in order, as the router noted them, never per record); its
+def refused_record(refused: OpRefused, lines_without_ops: Sequence[int], sinks: Iterable[StreamSink]) -> AirbyteTracedException:
+    """A record KvDB refused to store (400), after the records before it were stored. Its line is its number among
+    the records sent plus the lines before it that sent none (in order, as the router noted them: other messages,
+    blank lines, superseded dedup versions; never per record sent); its
     stream the one whose prefix starts the key (no stream's prefix starts another's keys)."""
     line = refused.record_number
-    while (found := refused.record_number + bisect_right(lines_without_records, line)) != line:
+    while (found := refused.record_number + bisect_right(lines_without_ops, line)) != line:
         line = found
     stream = next((sink.label for sink in sinks if refused.key.startswith(sink.prefix)), "?")
     return _traced(

@@ -48,6 +48,7 @@ class AckPipeline:
         self._release_failed = False
         self._records_through: dict[int, int] = {}  # request number -> records received before it was sent
         self._records_submitted = 0  # records received before the last request was sent
+        self._sent_submitted = 0  # of those, the records that made an op (not superseded dedup versions)
         self.records_stored = 0  # the records of every request up to the last one acknowledged in order
         self._streams = streams
         self._state_waiting_since: Optional[float] = None  # when the oldest state waiting for the next request came
@@ -57,6 +58,7 @@ class AckPipeline:
         touching the same keys runs."""
         self._state_waiting_since = None  # every waiting state is now covered by a submitted request
         records = sum(stream.records for stream in self._streams)
+        sent = records - sum(stream.superseded for stream in self._streams)  # records with an op: a refused op's number
         self._raise_if_failed()
         self._forget_finished()
         clashing = [future for future, keys in self._in_flight.values() if conflict_keys and not keys.isdisjoint(conflict_keys)]
@@ -69,8 +71,8 @@ class AckPipeline:
         self._submitted += 1
         number = self._submitted
         self._records_through[number] = records
-        future = self._executor.submit(self._send_and_ack, number, body, self._records_submitted)
-        self._records_submitted = records
+        future = self._executor.submit(self._send_and_ack, number, body, self._sent_submitted)
+        self._records_submitted, self._sent_submitted = records, sent
         self._in_flight[number] = (future, conflict_keys)
 
     def add_state(self, state_line: bytes, ops_before: int = 0) -> None:
@@ -102,13 +104,13 @@ class AckPipeline:
         """The failure of the earliest request that failed (once drained, of all); None if none did."""
         return self._failure
 
-    def _send_and_ack(self, number: int, body: bytes, records_before: int) -> None:
+    def _send_and_ack(self, number: int, body: bytes, sent_before: int) -> None:
         """Runs on a worker: a failure to send, or to print a released state, stops all later states."""
         try:
             try:
                 self._send(body)
             except OpRefused as refused:
-                self._note_refused(number, body, records_before, refused)
+                self._note_refused(number, body, sent_before, refused)
                 raise
             with self._lock:
                 self._acked_later.add(number)
@@ -129,11 +131,11 @@ class AckPipeline:
                     self._failure, self._failed_request = error, number
             raise error
 
-    def _note_refused(self, number: int, body: bytes, records_before: int, refused: OpRefused) -> None:
-        """Which record the refused op is of; and the states before it in its request may now go."""
+    def _note_refused(self, number: int, body: bytes, sent_before: int, refused: OpRefused) -> None:
+        """Which record sent the refused op is of; and the states before it in its request may now go."""
         starts = starts_records(body)
-        # A body starting with a marker continues a record sent before it that `records_before` did not count yet.
-        refused.record_number = records_before + sum(starts[: refused.index + 1]) + (not starts[0])
+        # A body starting with a marker continues a record sent before it that `sent_before` did not count yet.
+        refused.record_number = sent_before + sum(starts[: refused.index + 1]) + (not starts[0])
         with self._lock:
             if not self._partly_applied[0] or number < self._partly_applied[0]:
                 self._partly_applied = (number, refused.index)

@@ -37,7 +37,7 @@ class Router:
         self.lines = 0  # input lines fully processed
         self.other_messages = 0  # messages other than records of a known stream
         self.records_at_last_global_state = 0
-        self._lines_without_records = array("q")  # in order: a record's line is found from its number (refused)
+        self._lines_without_ops = array("q")  # in order, lines that sent no record: a record's line from its number (refused)
 
     @property
     def records_received(self) -> int:
@@ -75,7 +75,8 @@ class Router:
                 sink = sinks.get((record.namespace or None, record.stream))
                 if sink is not None:
                     try:
-                        sink.write(record)
+                        if sink.write(record):
+                            self._lines_without_ops.append(first + index)
                     except RejectedRecord as rejected:
                         raise rejected_record(first + index, rejected) from None
                     continue
@@ -88,7 +89,7 @@ class Router:
         """One line the block decoder could not take: decoded alone, so an error names the right line."""
         number = self.lines + 1
         if not line.strip():
-            self._lines_without_records.append(number)
+            self._lines_without_ops.append(number)
         else:
             try:
                 message = self._decoder.decode(line)
@@ -102,7 +103,8 @@ class Router:
             sink = self.sinks.get((record.namespace or None, record.stream)) if record is not None else None
             if sink is not None:
                 try:
-                    sink.write(record)
+                    if sink.write(record):
+                        self._lines_without_ops.append(number)
                 except RejectedRecord as rejected:
                     raise rejected_record(number, rejected) from None
             else:
@@ -120,7 +122,7 @@ class Router:
         if kind == "RECORD" or messages.nests_deeper_than(line, messages.MAX_LINE_NESTING):
             raise bad_line(number, line, self.sinks)
         self.other_messages += 1
-        self._lines_without_records.append(number)
+        self._lines_without_ops.append(number)
         try:
             if kind == "STATE":
                 self._state(number, message)
@@ -131,7 +133,7 @@ class Router:
 
     def refused(self, refused: OpRefused) -> AirbyteTracedException:
         """A record KvDB refused, named by its input line and its stream."""
-        return refused_record(refused, self._lines_without_records, self.sinks.values())
+        return refused_record(refused, self._lines_without_ops, self.sinks.values())
 
     def _descriptor_sink(self, number: int, holder: dict[str, msgspec.Raw]) -> Optional[StreamSink]:
         """The sink of a state's or status's stream_descriptor; None for a stream not in the catalog."""

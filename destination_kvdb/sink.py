@@ -86,6 +86,7 @@ class StreamSink:
         self._copy_limit = -1 if settings.include_airbyte_metadata else MAX_VALUE_BYTES  # larger values are built
         self._check_limit = min(self._copy_limit, 2 * messages.MAX_NESTING)  # smaller values cannot nest too deeply
         self.records = 0
+        self.superseded = 0  # dedup records that made no op: an older version of a key than one sent in this run
         self.bytes = 0
         self.reduced = 0
         self.records_at_last_state = 0
@@ -98,13 +99,16 @@ class StreamSink:
         self.versions = VersionIndex()  # dedup: the newest version sent per key; a dict that stays empty otherwise
         self._admit, self._version = self.versions.admit, self.cursor.version
 
-    def write(self, record: messages.Record) -> None:
-        """The hot path: the record's bytes into one op (two for a dedup stream being truncated)."""
+    def write(self, record: messages.Record) -> bool:
+        """The hot path: the record's bytes into one op (two for a dedup stream being truncated). True when the record
+        made no op (a dedup version older than one sent in this run), so the router can tell a record's line by its
+        place among the records sent."""
         value = record.data
         if len(value) > self._check_limit:
             value = self._checked(record)
+        superseded = False
         if self.dedup:
-            self._write_dedup(record, value)
+            superseded = self._write_dedup(record, value)
         else:
             low = (self.records + 1) & 0xFF
             if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
@@ -116,6 +120,7 @@ class StreamSink:
                 raise _unreadable_data(not_an_object) from None
         self.records += 1
         self.bytes += len(value)
+        return superseded
 
     def _checked(self, record: messages.Record) -> bytes:
         """A value long enough to nest too deeply, or to need more than a copy: refused, built, or as sent."""
@@ -143,7 +148,7 @@ class StreamSink:
             )
         return built.value
 
-    def _write_dedup(self, record: messages.Record, value: bytes) -> None:
+    def _write_dedup(self, record: messages.Record, value: bytes) -> bool:
         """The record's op, unless its key already got a newer version in this run (then no op at all)."""
         try:
             fields = messages.fields(record.data)
@@ -154,15 +159,17 @@ class StreamSink:
         except keys.MissingPrimaryKey as missing:
             raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
         if not self._admit(key, self._version(fields, record.emitted_at)):
-            return
+            self.superseded += 1
+            return True
         deleted_at = fields.get(CDC_DELETED_AT)
         if deleted_at is not None and bytes(deleted_at) != b"null":
             self._add(delete_op(key), key)
-            return
+            return False
         self._add_set(SET_START + key.encode(), SET_VALUE, value, key)
         if self.written is not None:
             self._add(set_op(keys.marker_key(self.prefix, self.retention.generation_id, key), key))
             self.written.add(key)
+        return False
 
     def take_records_since_state(self) -> int:
         count, self.records_at_last_state = self.records - self.records_at_last_state, self.records

@@ -56,7 +56,8 @@ class OpRefused(AirbyteTracedException):
     """KvDB refused a body of one op (400); the ops before it in the body as packed were applied, none after it.
 
     `index` is its place in the body as packed, `key` the key it sets or deletes, `reason` KvDB's words. The
-    pipeline adds `record_number`: which of the sync's records (counted from 1 across streams) the op is of.
+    pipeline adds `record_number`: which of the sync's records sent the op is of (counted from 1 across streams,
+    superseded dedup versions left out).
     """
 
     def __init__(self, index: int, body: bytes, reason: str):

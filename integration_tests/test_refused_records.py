@@ -88,3 +88,24 @@ def test_of_two_refused_records_in_requests_in_flight_together_the_first_is_name
     assert error["message"].startswith("input line 40: "), error["message"]
     assert run.states == []
     assert stored_values(kvdb_bucket, "users__ab__")[:39] == [{"id": n} for n in range(1, 40)]
+
+
+def test_a_refused_record_after_superseded_dedup_versions_is_named_by_its_own_line(tmp_path, kvdb_bucket):
+    """An older version of a dedup key sends no op at all; the refused record's line still counts it."""
+    bucket = kvdb_bucket
+    bucket.server.set_faults(refused_value_text="1e400")
+    lines = [
+        record("accounts", {"id": "a1", "v": 2}, emitted_at=2),
+        record("accounts", {"id": "a1", "v": 1}, emitted_at=1),  # older than the version above: no op
+        record("accounts", {"id": "a2", "v": 1}),
+        record("accounts", {"id": "a2", "v": 0}, emitted_at=1),  # older again
+        record("users", {"id": 2}),
+        REFUSED,
+    ]
+
+    run = run_write(tmp_path, config_for(bucket), streams(False), lines)
+
+    (error,) = run.errors
+    assert error["message"].startswith("input line 6: "), error["message"]
+    assert stored_values(bucket, "users__ab__") == [{"id": 2}]
+    assert dict(stored(bucket, "accounts__ab__")) == {"accounts__ab__k.a1": {"id": "a1", "v": 2}, "accounts__ab__k.a2": {"id": "a2", "v": 1}}
