@@ -29,6 +29,7 @@ from integration_tests.support.fake_kvdb import (
     is_list,
     is_read,
 )
+from unit_tests.append_keys import append_key
 
 
 def lagging(stale_reads: int, stale_lists: int):
@@ -79,8 +80,8 @@ def test_check_says_what_it_saw_when_the_lag_outlasts_its_budget(kvdb, clock, ca
     assert clock.elapsed <= 30
 
 
-OLD_KEY = keys.append_key("users__ab__", 1_700_000_000_000, keys.generation_tag(1), "abc123", 1)
-CURRENT_KEY = keys.append_key("users__ab__", 1_700_000_000_001, keys.generation_tag(2), "abc123", 1)
+OLD_KEY = append_key("users__ab__", 1_700_000_000_000, keys.generation_tag(1), "abc123", 1)
+CURRENT_KEY = append_key("users__ab__", 1_700_000_000_001, keys.generation_tag(2), "abc123", 1)
 
 
 @pytest.fixture
