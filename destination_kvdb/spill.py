@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import tempfile
 from typing import Iterable, Iterator, Optional
@@ -55,13 +56,15 @@ class WrittenKeys:
 
     Appended to a temporary text file in batches (on the record path, far cheaper than a sorted SQLite
     insert; keys are printable ASCII, one per line), and loaded into an indexed spill only at finalization.
+    The file is opened only to append a batch, so a sync of many streams holds no descriptor per stream, and
+    `close` (right after the stream's finalization) removes it.
     """
 
     BATCH = 10_000
 
     def __init__(self) -> None:
         self._pending: list[str] = []
-        self._file = tempfile.TemporaryFile("w+", encoding="ascii", prefix="destination-kvdb-")
+        self._path: Optional[str] = None  # created with the first full batch
         self._lookup: Optional[SpilledKeys] = None
 
     def add(self, key: str) -> None:
@@ -70,18 +73,31 @@ class WrittenKeys:
             self._write_pending()
 
     def _write_pending(self) -> None:
-        self._file.write("".join(key + "\n" for key in self._pending))
+        if self._path is None:
+            descriptor, self._path = tempfile.mkstemp(prefix="destination-kvdb-", suffix=".keys")
+            os.close(descriptor)
+        with open(self._path, "a", encoding="ascii") as file:
+            file.write("".join(key + "\n" for key in self._pending))
         self._pending.clear()
+
+    def _written(self) -> Iterator[str]:
+        yield from self._pending
+        if self._path is not None:
+            with open(self._path, encoding="ascii") as file:
+                yield from (line[:-1] for line in file)
 
     def __contains__(self, key: str) -> bool:
         if self._lookup is None:
-            self._write_pending()
-            self._file.seek(0)
             self._lookup = SpilledKeys(indexed=False)  # keys arrive in the source's order
-            self._lookup.add_all(line[:-1] for line in self._file)
+            self._lookup.add_all(self._written())
         return key in self._lookup
 
     def close(self) -> None:
-        self._file.close()
+        """Release the spill files; the keys are forgotten."""
+        self._pending.clear()
+        if self._path is not None:
+            os.remove(self._path)
+            self._path = None
         if self._lookup is not None:
             self._lookup.__exit__()
+            self._lookup = None

@@ -30,6 +30,9 @@ from destination_kvdb.transactions import TxnPacker
 
 logger = logging.getLogger("airbyte")
 
+# A stream that ended is finalized with the next batch; when no input comes for this long, that batch goes now.
+ENDED_STREAM_IDLE_SECONDS = 0.5
+
 
 class KvdbWriter:
     """One sync's parts, wired once: sinks, packer, pipeline, stream ends and the router between them."""
@@ -47,7 +50,7 @@ class KvdbWriter:
         self.sinks: dict[StreamKey, StreamSink] = {}
         self.pipeline = AckPipeline(bucket.send_txn, emit, settings.max_requests_in_flight, self.sinks.values())
         self.packer = TxnPacker(bucket.request_limit, self.pipeline.submit)
-        self.ends = StreamEnds(bucket, settings.max_listing_lag_seconds)
+        self.ends = StreamEnds(bucket, self.packer, self.pipeline, settings.max_listing_lag_seconds)
         self.clock = CoarseClock()
         try:
             for configured in catalog.streams:
@@ -69,10 +72,9 @@ class KvdbWriter:
             self._read(blocks)
             if not self.router.other_messages and not self.router.records_received:
                 raise no_input(self.sinks.values())
-            self.router.store_all()
-            self.ends.end_of_input(self.sinks.values())
+            self.ends.end_of_input(self.sinks.values())  # stores everything received, then finalizes
         except (AirbyteTracedException, InputInterrupted) as error:
-            self._store_before_failing(error)
+            self.ends.abandon(lambda: self._store_before_failing(error))
             raise
         finally:
             self.pipeline.close()
@@ -85,13 +87,24 @@ class KvdbWriter:
                 logger.info(f"stream '{sink.label}': {sink.reduced} records were reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
 
     def _read(self, blocks: LineBlocks) -> None:
-        delay, state_due_in, route = self.settings.max_state_delay_seconds, self.pipeline.seconds_until_state_due, self.router.block
-        while (block := blocks.next_block(state_due_in(delay))) is not None:
+        delay, state_due_in, route, ends = self.settings.max_state_delay_seconds, self.pipeline.seconds_until_state_due, self.router.block, self.ends
+        while (block := blocks.next_block(self._wait_seconds())) is not None:
             if block:
                 route(block)
                 self.progress.maybe_report(self.sinks.values())
+            elif ends.unfenced or ends.waiting:  # the input idles after a stream ended: it need not wait for more records
+                self.router.store_all()
             if state_due_in(delay) == 0.0:  # a state has waited its longest for the batch: send it part-filled
                 self.packer.flush()
+            if ends.waiting:  # completed streams whose records are stored by now
+                ends.finalize_stored()
+
+    def _wait_seconds(self) -> Optional[float]:
+        """How long to wait for input: until a state is due, and briefly when a stream ended (None: for ever)."""
+        due = self.pipeline.seconds_until_state_due(self.settings.max_state_delay_seconds)
+        if self.ends.unfenced or self.ends.waiting:
+            return ENDED_STREAM_IDLE_SECONDS if due is None else min(due, ENDED_STREAM_IDLE_SECONDS)
+        return due
 
     def _store_before_failing(self, error: Exception) -> None:
         """Store the records received before the error or signal, so that the states before it are echoed."""

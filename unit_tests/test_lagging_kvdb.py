@@ -89,10 +89,17 @@ def finalization():
     retention = Retention(overwrite=True, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
 
     def build(max_listing_lag_seconds: float) -> StreamFinalization:
-        return StreamFinalization(client, "users__ab__", "users", retention, max_listing_lag_seconds)
+        return fenced(StreamFinalization(client, "users__ab__", "users", retention, max_listing_lag_seconds, lambda: False, dedup=False))
 
     yield build
     client.close()
+
+
+def fenced(finalization: StreamFinalization) -> StreamFinalization:
+    """Its fence stored, as the sync's last write batch stores it before the stream is finalized."""
+    finalization.bucket.transact(finalization.fence_ops())
+    finalization.fence_sent = True
+    return finalization
 
 
 def without_fences(kvdb):
@@ -141,7 +148,7 @@ def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_sho
     retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id=0)
 
     try:
-        removed = StreamFinalization(client, "users__ab__", "users", retention, 300).run(written)
+        removed = fenced(StreamFinalization(client, "users__ab__", "users", retention, 300, lambda: False, dedup=True)).run(written)
     finally:
         client.close()
         written.close()
@@ -176,7 +183,7 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
     written = WrittenKeys()  # this process wrote none of them
 
     try:
-        StreamFinalization(client, "users__ab__", "users", retention, 300).run(written)
+        fenced(StreamFinalization(client, "users__ab__", "users", retention, 300, lambda: False, dedup=True)).run(written)
     finally:
         client.close()
         written.close()
