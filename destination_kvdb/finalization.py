@@ -38,6 +38,7 @@ logger = logging.getLogger("airbyte")
 FENCE_MARKS = ("!fence.", "~fence.")
 FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
 RELIST_MAX_DELAY_SECONDS = 15.0
+SIGNAL_POLL_SECONDS = 0.05  # how often a wait for a lagging listing looks for a signal
 
 
 class ListingLagged(Exception):
@@ -197,10 +198,19 @@ class StreamFinalization:
             self._deadline,
             RELIST_MAX_DELAY_SECONDS,
             lambda delay: logger.info(f"stream '{self.progress.label}': KvDB's listing lags behind the writes; listing again in {delay:g} s"),
+            self._sleep,
         )
         if listed is None:
             raise ListingLagged()
         return listed
+
+    def _sleep(self, seconds: float) -> None:
+        """A wait for the listing to catch up that a signal cuts short (waits grow to 15 s; max_stop_seconds is 5)."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            if self._interrupted():
+                raise InputInterrupted()
+            time.sleep(min(left, SIGNAL_POLL_SECONDS))
 
     def _pass_showing_fence(self, prefix: str) -> Optional[SpilledKeys]:
         """One listing pass of prefix, or None (the pass dropped) when it does not show both keys of its fence.
