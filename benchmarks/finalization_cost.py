@@ -123,12 +123,11 @@ def messages(case: Case, sync: int) -> bytes:
     count = case.old if sync == 1 else case.new
     first = count if sync == 2 and case.dedup == "new" else 0
     lines = []
-    for n in range(case.streams):
+    for n in range(case.streams):  # one stream after another, each COMPLETE right after its records
         record = {"type": "RECORD", "record": {"stream": f"s{n}", "emitted_at": 1, "data": None}}
         for i in range(first, first + count):
             record["record"]["data"] = {"id": i, "sync": sync, "pad": PAD}
             lines.append(orjson.dumps(record))
-    for n in range(case.streams):
         status = {"stream_descriptor": {"name": f"s{n}"}, "status": "COMPLETE"}
         lines.append(orjson.dumps({"type": "TRACE", "trace": {"type": "STREAM_STATUS", "emitted_at": 1, "stream_status": status}}))
     return b"\n".join(lines) + b"\n"

@@ -25,8 +25,8 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
 from destination_kvdb.bucket import Bucket
-from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.credentials import PermissionRefused
+from destination_kvdb.fenced_listing import FencedListing, ListingLagged, fence
 from destination_kvdb.reader import InputInterrupted
 from destination_kvdb.retention import Retention
 from destination_kvdb.spill import SpilledKeys, WrittenKeys
@@ -34,19 +34,7 @@ from destination_kvdb.transactions import MAX_OPS_PER_TXN, TxnPacker, delete_op,
 
 logger = logging.getLogger("airbyte")
 
-# A fence is two keys under a listing's prefix: `!` sorts before and `~` after every key the connector writes.
-FENCE_MARKS = ("!fence.", "~fence.")
 FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
-RELIST_MAX_DELAY_SECONDS = 15.0
-SIGNAL_POLL_SECONDS = 0.05  # how often a wait for a lagging listing looks for a signal
-
-
-class ListingLagged(Exception):
-    """No listing pass showed the fence within max_listing_lag_seconds."""
-
-
-class StalePass(Exception):
-    """A listing pass went past where its fence's first key sorts without showing it: it has not caught up."""
 
 
 @dataclass
@@ -88,7 +76,6 @@ class StreamFinalization:
         self.max_listing_lag_seconds = max_listing_lag_seconds
         self.progress = FinalizationProgress(label)
         self._interrupted = interrupted
-        self._deadline = 0.0
         self._token = uuid.uuid4().hex[:16]  # names this run's fences
         self._listed_prefixes = [prefix, keys.markers_prefix(prefix)] if dedup else [prefix]
         self.fence_sent = False  # whether the fence may be in the bucket (a body carrying it was sent)
@@ -105,7 +92,9 @@ class StreamFinalization:
         Dedup keys carry no tag, so truncating dedup streams mark them per generation; the markers of
         kept generations stay, so a later sync of the same generation keeps those keys too.
         """
-        self._deadline = time.monotonic() + self.max_listing_lag_seconds
+        self._listing = FencedListing(
+            self.bucket, self.progress.label, self._token, time.monotonic() + self.max_listing_lag_seconds, self._interrupted
+        )
         try:
             with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
                 self._find_unkept(written, doomed, stale_markers)
@@ -145,10 +134,8 @@ class StreamFinalization:
 
     @property
     def fence_keys(self) -> list[str]:
-        return [fence for prefix in self._listed_prefixes for fence in self._fence(prefix)]
+        return [key for prefix in self._listed_prefixes for key in fence(prefix, self._token)]
 
-    def _fence(self, prefix: str) -> list[str]:
-        return [prefix + mark + self._token for mark in FENCE_MARKS]
 
     def _delete(self, doomed: Iterable[tuple[str, bool]]) -> None:
         """Deletes (key, whether it counts as removed data) in order, in transactions as large as the request's byte
@@ -174,11 +161,11 @@ class StreamFinalization:
         """Fill doomed with the keys to delete and stale_markers with the markers of generations not kept."""
         keeps = self.retention.keeps
         if written is None:
-            with self._fresh_listing(self.prefix) as listed:
+            with self._listing.fresh(self.prefix) as listed:
                 for chunk in listed.chunks(MAX_OPS_PER_TXN):
                     doomed.add_all(key for key in chunk if not keeps(keys.append_key_tag(self.prefix, key)))
             return
-        with SpilledKeys() as kept, self._fresh_listing(keys.markers_prefix(self.prefix)) as markers:
+        with SpilledKeys() as kept, self._listing.fresh(keys.markers_prefix(self.prefix)) as markers:
             for chunk in markers.chunks(MAX_OPS_PER_TXN):
                 for marker in chunk:
                     parsed = keys.parse_marker(self.prefix, marker)
@@ -186,63 +173,9 @@ class StreamFinalization:
                         kept.add(parsed[1])
                     else:
                         stale_markers.add(marker)
-            with self._fresh_listing(self.prefix) as listed:
+            with self._listing.fresh(self.prefix) as listed:
                 for chunk in listed.chunks(MAX_OPS_PER_TXN):
                     doomed.add_all(key for key in chunk if keys.marker_digest(key) not in kept and key not in written)
-
-    def _fresh_listing(self, prefix: str) -> SpilledKeys:
-        """Every key under prefix but this run's fence, from a pass that shows both keys of the fence; listing again with
-        backoff until one does."""
-        listed = until_caught_up(
-            lambda: self._pass_showing_fence(prefix),
-            self._deadline,
-            RELIST_MAX_DELAY_SECONDS,
-            lambda delay: logger.info(f"stream '{self.progress.label}': KvDB's listing lags behind the writes; listing again in {delay:g} s"),
-            self._sleep,
-        )
-        if listed is None:
-            raise ListingLagged()
-        return listed
-
-    def _sleep(self, seconds: float) -> None:
-        """A wait for the listing to catch up that a signal cuts short (waits grow to 15 s; max_stop_seconds is 5)."""
-        until = time.monotonic() + seconds
-        while (left := until - time.monotonic()) > 0:
-            if self._interrupted():
-                raise InputInterrupted()
-            time.sleep(min(left, SIGNAL_POLL_SECONDS))
-
-    def _pass_showing_fence(self, prefix: str) -> Optional[SpilledKeys]:
-        """One listing pass of prefix, or None (the pass dropped) when it does not show both keys of its fence.
-
-        The fence's first key sorts before every key of the stream, so a pass that lags is dropped on its first page;
-        a signal stops the pass before its next page."""
-        first, last = self._fence(prefix)
-        seen = {first: False, last: False}
-        listed = SpilledKeys()
-
-        def keys_but_fence() -> Iterable[str]:
-            for key in self.bucket.list_keys(prefix):
-                if self._interrupted():
-                    raise InputInterrupted()
-                if key in seen:
-                    seen[key] = True
-                    continue
-                if key > first and not seen[first]:
-                    raise StalePass()
-                yield key
-
-        try:
-            listed.add_all(keys_but_fence())
-            if seen[last]:
-                return listed
-        except StalePass:
-            pass
-        except BaseException:
-            listed.__exit__()
-            raise
-        listed.__exit__()
-        return None
 
 
 def _keys(count: int) -> str:

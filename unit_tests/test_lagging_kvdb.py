@@ -15,7 +15,8 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import keys
 from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.check import CHECK_LAG_WAIT_SECONDS
-from destination_kvdb.finalization import FENCE_MARKS, StreamFinalization
+from destination_kvdb.fenced_listing import FENCE_MARKS
+from destination_kvdb.finalization import StreamFinalization
 from destination_kvdb.spill import WrittenKeys
 from destination_kvdb.retention import Retention
 from integration_tests.support.fake_kvdb import (
