@@ -4,9 +4,10 @@ Lines go to the router (router.py), records from there to one sink per stream (s
 adds them to the one byte-bounded batch all streams share (transactions.py); the packer submits
 each finished body to the pipeline (pipeline.py), which echoes each state, plus destinationStats,
 once the requests holding its records succeeded. A batch is also sent when a state has waited
-max_state_delay_seconds for it, before a stream is finalized and at the end of input: a state
-alone never costs a request. At the end, the stream ends (stream_ends.py) finalize the streams
-that completed; on an error or a signal, what arrived before is stored and its states echoed.
+max_state_delay_seconds for it, when the input idles after a stream ended, and at the end of input:
+a state alone never costs a request. Between blocks and at the end, the stream ends (stream_ends.py)
+finalize the streams that completed once their records are stored; on an error or a signal, what
+arrived before is stored and its states echoed.
 """
 
 from __future__ import annotations
