@@ -192,3 +192,28 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
     assert len(stale_pages) == 2
     assert {key: value for key, value in kvdb.store.items() if key.startswith("users__ab__")} == {key: {"gen": 2} for key in earlier}
     assert set(kvdb.store) - set(earlier) == recent  # generation 1's markers and every fence key gone
+
+
+def test_a_pass_that_lags_is_dropped_on_its_first_page_and_deletes_go_by_bytes_not_10000_at_a_time(kvdb, clock, finalization):
+    """25,000 old keys (three pages): each stale pass costs one listing request, and the deletes go in two 1 MiB
+    requests (three of 10,000 keys before 0.6.0)."""
+    old = {keys.append_key("users__ab__", 1_600_000_000_000, keys.generation_tag(1), n): {"n": n} for n in range(25_000)}
+    kvdb.store.update(old)
+    kvdb.max_requests = 20
+    kvdb.override = lagging(stale_reads=0, stale_lists=0)
+    fresh = kvdb.sorted_keys
+    stale_passes = []
+
+    def without_fence_twice():
+        if len(stale_passes) < 2:
+            stale_passes.append(1)
+            return [key for key in fresh() if not any(mark in key for mark in FENCE_MARKS)]
+        return fresh()
+
+    kvdb.sorted_keys = without_fence_twice
+    removed = finalization(300).run(written=None)
+
+    assert removed == 25_000
+    assert kvdb.store == {}
+    assert len([request for request in kvdb.requests if is_list(request)]) == 2 + 3  # two stale first pages, then a pass
+    assert len([request for request in kvdb.requests if request.method == "POST"]) == 1 + 2  # the fence, the deletes
