@@ -82,7 +82,7 @@ class StreamFinalization:
 
     def fence_ops(self) -> list[bytes]:
         """The fence's writes, for the batch that carries (or follows) the stream's last records (then set fence_sent)."""
-        return [set_op(fence, FENCE_VALUE) for fence in self.fence_keys]
+        return [set_op(key, FENCE_VALUE) for key in self.fence_keys]
 
     def run(self, written: Optional[WrittenKeys]) -> int:
         """Delete the keys the rules do not keep; return how many were deleted. On any failure, or a signal, delete
@@ -92,18 +92,18 @@ class StreamFinalization:
         Dedup keys carry no tag, so truncating dedup streams mark them per generation; the markers of
         kept generations stay, so a later sync of the same generation keeps those keys too.
         """
-        self._listing = FencedListing(
+        listing = FencedListing(
             self.bucket, self.progress.label, self._token, time.monotonic() + self.max_listing_lag_seconds, self._interrupted
         )
         try:
             with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
-                self._find_unkept(written, doomed, stale_markers)
+                self._find_unkept(listing, written, doomed, stale_markers)
                 self.progress.superseded = len(doomed)
                 # The fence first, stale markers last (transactions apply in order, each whole): if this is
                 # interrupted, the next attempt still knows what to keep.
                 self._delete(
                     chain(
-                        ((fence, False) for fence in self.fence_keys),
+                        ((key, False) for key in self.fence_keys),
                         ((key, True) for chunk in doomed.chunks(MAX_OPS_PER_TXN) for key in chunk),
                         ((marker, False) for chunk in stale_markers.chunks(MAX_OPS_PER_TXN) for marker in chunk),
                     )
@@ -136,7 +136,6 @@ class StreamFinalization:
     def fence_keys(self) -> list[str]:
         return [key for prefix in self._listed_prefixes for key in fence(prefix, self._token)]
 
-
     def _delete(self, doomed: Iterable[tuple[str, bool]]) -> None:
         """Deletes (key, whether it counts as removed data) in order, in transactions as large as the request's byte
         limit allows (the fence goes with the first); a signal stops them between two requests."""
@@ -157,15 +156,17 @@ class StreamFinalization:
             in_body += counted
         packer.flush()
 
-    def _find_unkept(self, written: Optional[WrittenKeys], doomed: SpilledKeys, stale_markers: SpilledKeys) -> None:
+    def _find_unkept(
+        self, listing: FencedListing, written: Optional[WrittenKeys], doomed: SpilledKeys, stale_markers: SpilledKeys
+    ) -> None:
         """Fill doomed with the keys to delete and stale_markers with the markers of generations not kept."""
         keeps = self.retention.keeps
         if written is None:
-            with self._listing.fresh(self.prefix) as listed:
+            with listing.fresh(self.prefix) as listed:
                 for chunk in listed.chunks(MAX_OPS_PER_TXN):
                     doomed.add_all(key for key in chunk if not keeps(keys.append_key_tag(self.prefix, key)))
             return
-        with SpilledKeys() as kept, self._listing.fresh(keys.markers_prefix(self.prefix)) as markers:
+        with SpilledKeys() as kept, listing.fresh(keys.markers_prefix(self.prefix)) as markers:
             for chunk in markers.chunks(MAX_OPS_PER_TXN):
                 for marker in chunk:
                     parsed = keys.parse_marker(self.prefix, marker)
@@ -173,7 +174,7 @@ class StreamFinalization:
                         kept.add(parsed[1])
                     else:
                         stale_markers.add(marker)
-            with self._listing.fresh(self.prefix) as listed:
+            with listing.fresh(self.prefix) as listed:
                 for chunk in listed.chunks(MAX_OPS_PER_TXN):
                     doomed.add_all(key for key in chunk if keys.marker_digest(key) not in kept and key not in written)
 
@@ -186,9 +187,9 @@ def refuse_unremovable_fence(bucket: Bucket, label: str, probe_key: str) -> None
     """Raise before a fence is written that this credential could not list or remove; a token that does not say what it
     may do is asked with a delete of a key that does not exist (403 without the permission, else a no-op)."""
     credential = bucket.credential
-    scope = credential.scope
     if not credential.is_token:
         return
+    scope = credential.scope
     if scope is None:
         bucket.delete_keys([probe_key])
         return
