@@ -207,3 +207,24 @@ def test_two_attempts_at_the_same_clock_reading_never_write_the_same_append_key(
 
     assert first.error is None and second.error is None
     assert sorted(second.bucket.under("a__ab__").values()) == [b'{"attempt":1}', b'{"attempt":2}']
+
+
+def test_streams_that_end_one_after_another_share_a_write_request_and_each_is_finalized_after_it():
+    """A COMPLETE does not send the part-filled batch: the next stream's records, and every fence, join it."""
+    streams = [configured_stream(name, "overwrite", sync_id=5) for name in ("o1", "o2", "o3")]
+    lines = []
+    for name in ("o1", "o2", "o3"):
+        lines += [record_line(name, b'{"id":%d}' % n) for n in range(3)] + [line(stream_status(name))]
+    run = Run(*streams, old_keys=("o1", "o2", "o3")).write(lines)
+
+    assert run.error is None
+    kinds = run.bucket.kinds()
+    assert kinds.count("write") == 1 and kinds[0] == "write"  # 9 records and the three fences in one request
+    assert [prefix for kind, prefix in run.bucket.requests if kind == "list"] == ["o1__ab__", "o2__ab__", "o3__ab__"]
+    assert sorted(run.bucket.store) == sorted(f"{name}__ab__" + key for name in ("o1", "o2", "o3") for key in _keys_of(run, name))
+
+
+def _keys_of(run: Run, name: str) -> list[str]:
+    keys = [key[len(name) + 6 :] for key in run.bucket.store if key.startswith(name + "__ab__")]
+    assert len(keys) == 3 and all(".s5." in key for key in keys)  # only this sync's records, no fence, no old key
+    return keys
