@@ -27,6 +27,7 @@ from destination_kvdb import keys
 from destination_kvdb.bucket import Bucket
 from destination_kvdb.credentials import PermissionRefused
 from destination_kvdb.fenced_listing import FencedListing, ListingLagged, fence
+from destination_kvdb.progress import counted
 from destination_kvdb.reader import InputInterrupted
 from destination_kvdb.retention import Retention
 from destination_kvdb.spill import SpilledKeys, WrittenKeys
@@ -48,11 +49,11 @@ class FinalizationProgress:
 
     def describe(self) -> str:
         if self.finished:
-            return f"stream '{self.label}' was finalized ({_keys(self.removed)} left by earlier syncs removed)"
+            return f"stream '{self.label}' was finalized ({counted(self.removed, 'key')} left by earlier syncs removed)"
         if not self.removed:
             return f"stream '{self.label}' was being finalized, but nothing was deleted yet (the next sync of the stream does it)"
         return (
-            f"stream '{self.label}' was being finalized: stopped after removing {self.removed} of {_keys(self.superseded or 0)} "
+            f"stream '{self.label}' was being finalized: stopped after removing {self.removed} of {counted(self.superseded or 0, 'key')} "
             f"left by earlier syncs (the next sync of the stream removes the rest)"
         )
 
@@ -189,10 +190,6 @@ class StreamFinalization:
                     foreign += len(chunk) - len(own)
                     doomed.add_all(key for key in own if keys.marker_digest(key) not in kept and key not in written)
         return foreign
-
-def _keys(count: int) -> str:
-    return f"{count} key" if count == 1 else f"{count} keys"
-
 
 def refuse_unremovable_fence(bucket: Bucket, label: str, probe_key: str) -> None:
     """Raise before a fence is written that this credential could not list or remove; a token that does not say what it

@@ -21,6 +21,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb.bucket import Bucket
 from destination_kvdb.finalization import StreamFinalization, refuse_unremovable_fence
 from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.progress import counted
 from destination_kvdb.reader import InputInterrupted, LineBlocks
 from destination_kvdb.sink import StreamSink
 from destination_kvdb.transactions import TxnPacker
@@ -157,7 +158,7 @@ class StreamEnds:
         self._started[sink] = finalization
         removed = finalization.run(sink.written)
         sink.close()  # its spill files go now, not at the end of the sync
-        logger.info(f"stream '{sink.label}': removed {removed} keys left by earlier syncs")
+        logger.info(f"stream '{sink.label}': removed {counted(removed, 'key')} left by earlier syncs")
 
     def _interrupted(self) -> bool:
         return self.input is not None and self.input.interrupted
@@ -168,7 +169,8 @@ def no_input(sinks: Iterable[StreamSink]) -> AirbyteTracedException:
     message = (
         f"no input arrived on stdin (not a single message): nothing was stored or deleted, so every stream "
         f"({labels(sinks)}) kept its earlier data. In a sync this means the source failed before sending anything: "
-        f"see its log"
+        f"see its log. Run by hand, check the command before the pipe (a misspelt file name makes `cat` print an error "
+        f"and send nothing)"
     )
     return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
 

@@ -98,12 +98,13 @@ def test_a_failed_request_stops_every_later_state_and_fails_the_sync():
     assert b'{"id":3}' not in run.bucket.store.values()
 
 
-def test_complete_finalizes_a_truncating_stream_after_its_records_are_stored_and_keeps_an_append_streams_data():
+def test_complete_finalizes_a_truncating_stream_after_its_records_are_stored_and_keeps_an_append_streams_data(caplog):
     streams = (configured_stream("o", "overwrite", sync_id=5), configured_stream("a"))
     lines = [record_line("o", b'{"id":1}'), record_line("a", b'{"id":2}'), line(stream_status("o")), line(stream_status("a"))]
     run = Run(*streams, old_keys=("o", "a")).write(lines)
 
     assert run.error is None
+    assert "stream 'o': removed 1 key left by earlier syncs" in caplog.text
     assert list(run.bucket.under("o__ab__").values()) == [b'{"id":1}']  # the earlier sync's key is gone
     assert "a" + OLD_KEY in run.bucket.store  # append never deletes
     kinds = run.bucket.kinds()
@@ -131,6 +132,7 @@ def test_an_empty_input_fails_and_touches_nothing(lines):
 
     assert run.error.failure_type == FailureType.transient_error
     assert run.error.message.startswith("no input arrived on stdin (not a single message)")
+    assert "by hand, check the command before the pipe" in run.error.message  # e.g. `cat mesages.jsonl | ...`
     assert run.bucket.requests == [] and "o" + OLD_KEY in run.bucket.store
 
 
