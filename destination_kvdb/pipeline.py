@@ -84,6 +84,15 @@ class AckPipeline:
             self._waiting_states.append((self._submitted + 1, ops_before, state_line))
             self._release_ready_states()
 
+    @property
+    def next_request(self) -> int:
+        """The number the batch being filled will have once submitted."""
+        return self._submitted + 1
+
+    def stored_through(self, number: int) -> bool:
+        """Whether request `number` and every request before it succeeded."""
+        return self._acked_through >= number
+
     def seconds_until_state_due(self, max_state_delay_seconds: float) -> Optional[float]:
         """How long the oldest state waiting for the next request may still wait (0: send it now); None if none waits."""
         if self._state_waiting_since is None:

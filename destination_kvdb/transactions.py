@@ -113,6 +113,8 @@ class TxnPacker:
     def __init__(self, limit: RequestLimit, submit: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
         self.limit = limit  # read anew for each body: the bucket may lower it at any time
         self.max_ops = max_ops
+        # Ops that go only with a body sent anyway (or by a flush), given the room (bytes, ops) left in it.
+        self.riders: Optional[Callable[[int, int], list[bytes]]] = None
         self._submit = submit
         self._reset()
 
@@ -162,6 +164,12 @@ class TxnPacker:
         return self.max_ops - self._slots
 
     def flush(self) -> None:
+        if self.riders is not None:
+            for op in self.riders(self._room, self._slots):
+                self._body += op
+                self._body += b","
+                self._room -= len(op) + 1
+                self._slots -= 1
         if self._slots < self.max_ops:
             self._body[-1:] = TXN_CLOSE
             body, conflict_keys = bytes(self._body), self._conflict_keys

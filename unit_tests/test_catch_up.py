@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from destination_kvdb.catch_up import FIRST_WAIT_SECONDS, until_caught_up
 
 
@@ -46,3 +48,16 @@ def test_gives_up_before_a_wait_would_pass_the_deadline(clock):
     assert clock.elapsed <= 2
     assert clock.sleeps == [0.25, 0.5, 1.0]  # the next (2 s) would end at 3.75 s, past the deadline
     assert fetch.calls == 4
+
+
+def test_a_sleep_that_raises_ends_the_wait_early(clock):
+    class Stopped(Exception):
+        pass
+
+    def stopped_sleep(seconds: float) -> None:
+        raise Stopped()
+
+    fetch = answers(None, "never asked")
+    with pytest.raises(Stopped):
+        until_caught_up(fetch, deadline=time.monotonic() + 10, max_wait_seconds=4, sleep=stopped_sleep)
+    assert (fetch.calls, clock.sleeps) == (1, [])

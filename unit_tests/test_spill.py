@@ -1,53 +1,51 @@
-"""spill.py: key sets on disk for finalization: each key found once added, none that was not, in ascending order by
-chunks; the file gone once closed."""
-
-from __future__ import annotations
+"""Disk-backed key sets: the same answers in memory and once spilled to disk, whatever the order keys arrive in."""
 
 import os
+import random
 
 import pytest
 
 from destination_kvdb.spill import SpilledKeys, WrittenKeys
 
-KEYS = [f"users__ab__k.{n}" for n in (5, 1, 30, 2, 4)]
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["set", "multiset"])
+@pytest.mark.parametrize("count", [10, 250, 1_000], ids=["in-memory", "spilled-while-adding", "spilled"])
+def test_spilled_keys_answer_the_same_in_memory_and_on_disk(monkeypatch, indexed, count):
+    monkeypatch.setattr(SpilledKeys, "MEMORY_KEYS", 100)
+    draw = random.Random(count)
+    keys = [f"users__ab__k.{draw.randrange(count)}" for _ in range(count)]
+
+    with SpilledKeys(indexed) as spilled:
+        spilled.add_all(keys[: count // 3])
+        for key in keys[count // 3 : count // 2]:
+            spilled.add(key)
+        spilled.add_all(list(keys[count // 2 :]))
+        expected = sorted(set(keys)) if indexed else sorted(keys)
+
+        assert [key for chunk in spilled.chunks(7) for key in chunk] == expected
+        assert len(spilled) == len(expected)
+        assert keys[5] in spilled and "users__ab__k.none" not in spilled
 
 
-def test_an_indexed_set_holds_each_key_once_and_lists_them_in_order_by_chunks():
-    with SpilledKeys() as spilled:
-        spilled.add_all(KEYS)
-        spilled.add(KEYS[0])
-        assert len(spilled) == len(KEYS)
-        assert all(key in spilled for key in KEYS) and "users__ab__k.3" not in spilled
-        chunks = list(spilled.chunks(2))
-    assert chunks == [sorted(KEYS)[:2], sorted(KEYS)[2:4], sorted(KEYS)[4:]]
-
-
-def test_an_unindexed_set_keeps_duplicates_and_still_finds_keys_after_its_first_lookup():
-    with SpilledKeys(indexed=False) as spilled:
-        spilled.add_all(KEYS + KEYS[:2])
-        assert len(spilled) == len(KEYS) + 2
-        assert KEYS[3] in spilled and "other" not in spilled
-        spilled.add("added after the index")
-        assert "added after the index" in spilled
-
-
-def test_the_spill_file_disappears_on_close():
-    spilled = SpilledKeys()
-    path = spilled._file.name
-    assert os.path.exists(path)
-    spilled.__exit__()
-    assert not os.path.exists(path)
-
-
-@pytest.mark.parametrize("count", [3, 7, 12])  # below, between and past batches of 3
-def test_written_keys_finds_every_key_written_across_batches_and_no_other(mocker, count):
-    mocker.patch.object(WrittenKeys, "BATCH", 3)
+def test_written_keys_hold_no_descriptor_and_leave_no_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(WrittenKeys, "BATCH", 10)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    descriptors = len(os.listdir("/proc/self/fd"))
     written = WrittenKeys()
-    keys = [f"orders__ab__{n}" for n in range(count)]
-    for key in keys:
-        written.add(key)
-    try:
-        assert all(key in written for key in keys)
-        assert "orders__ab__x" not in written and f"orders__ab__{count}" not in written
-    finally:
-        written.close()
+    for n in range(25):
+        written.add(f"k.{n}")
+
+    assert len(os.listdir("/proc/self/fd")) == descriptors
+    assert "k.0" in written and "k.24" in written and "k.25" not in written
+    written.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spilled_set_leaves_no_file_once_closed(monkeypatch, tmp_path):
+    monkeypatch.setattr(SpilledKeys, "MEMORY_KEYS", 3)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with SpilledKeys() as spilled:
+        spilled.add_all(["k.1", "k.2", "k.3", "k.4"])
+        assert list(tmp_path.iterdir()) != []  # past MEMORY_KEYS: on disk
+        assert len(spilled) == 4
+    assert list(tmp_path.iterdir()) == []

@@ -22,11 +22,11 @@ from destination_kvdb.stopping import Stopping, stopped_error
 @pytest.mark.parametrize(
     "stored, reason, message",
     [
-        (0, "", "stopped by SIGTERM: 0 records were stored; the next sync resumes from the last state echoed, and no "
-                "stream was finalized (nothing deleted)"),
-        (1, "", "stopped by SIGTERM: 1 record was stored; the next sync resumes from the last state echoed, and no "
-                "stream was finalized (nothing deleted)"),
-        (2, "why", "stopped by SIGTERM: 2 records were stored; the next sync resumes from the last state echoed, and no "
+        (0, "", "stopped by SIGTERM: 0 records were stored; the next sync resumes from the last state echoed; no stream "
+                "was finalized (nothing deleted)"),
+        (1, "", "stopped by SIGTERM: 1 record was stored; the next sync resumes from the last state echoed; no stream "
+                "was finalized (nothing deleted)"),
+        (2, "why", "stopped by SIGTERM: 2 records were stored; the next sync resumes from the last state echoed; no "
                    "stream was finalized (nothing deleted); why"),
     ],
 )
@@ -74,6 +74,16 @@ def test_end_prints_one_trace_with_the_records_stored_and_exits_with_128_plus_th
     assert error["message"].startswith("stopped by SIGINT: 7 records were stored;")
     assert error["failure_type"] == "transient_error"
     assert exits == [130]
+
+
+def test_end_says_what_finalization_did_when_a_stream_had_begun(stopping, capfdbinary):
+    stopping.ends = SimpleNamespace(summary=lambda: "stream 'users': 3 of 5 earlier keys removed; no other stream was finalized")
+    stopping.end(exit=lambda code: None)
+    [error] = error_traces(capfdbinary)
+    assert error["message"] == (
+        "stopped by SIGTERM: 7 records were stored; the next sync resumes from the last state echoed; "
+        "stream 'users': 3 of 5 earlier keys removed; no other stream was finalized"
+    )
 
 
 def test_a_second_signal_ends_the_wait_for_kvdb_at_once(stopping, mocker, capfdbinary):
