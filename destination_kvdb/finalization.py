@@ -18,11 +18,10 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
-from destination_kvdb.bucket import Bucket
 from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.retention import Retention
 from destination_kvdb.spill import SpilledKeys, WrittenKeys
-from destination_kvdb.transactions import MAX_OPS_PER_TXN, set_op
+from destination_kvdb.store import Store
 
 logger = logging.getLogger("airbyte")
 
@@ -30,6 +29,7 @@ logger = logging.getLogger("airbyte")
 FENCE_MARKS = keys.FENCE_MARKS
 FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
 RELIST_MAX_DELAY_SECONDS = 15.0
+KEYS_PER_CHUNK = 10_000  # keys in memory at a time while reading a spilled listing
 
 
 class ListingLagged(Exception):
@@ -39,7 +39,7 @@ class ListingLagged(Exception):
 class StreamFinalization:
     """Removes what one stream's retention rules do not keep; run only once every record of this sync is stored."""
 
-    def __init__(self, bucket: Bucket, prefix: str, label: str, retention: Retention, max_listing_lag_seconds: float):
+    def __init__(self, bucket: Store, prefix: str, label: str, retention: Retention, max_listing_lag_seconds: float):
         self.bucket = bucket
         self.prefix = prefix
         self.label = label
@@ -59,7 +59,7 @@ class StreamFinalization:
         self._token = uuid.uuid4().hex[:16]
         listed_prefixes = [self.prefix] if written is None else [self.prefix, keys.markers_prefix(self.prefix)]
         fences = [fence for prefix in listed_prefixes for fence in self._fence(prefix)]
-        self.bucket.transact(set_op(fence, FENCE_VALUE) for fence in fences)
+        self.bucket.put_all((fence, FENCE_VALUE) for fence in fences)
         self._deadline = time.monotonic() + self.max_listing_lag_seconds
         try:
             with SpilledKeys() as doomed, SpilledKeys() as stale_markers:
@@ -67,7 +67,7 @@ class StreamFinalization:
                 # Stale markers go last (transactions apply in order, each whole): if this is interrupted, the next
                 # attempt still knows what to keep. One stream of deletes, so both share their last transaction.
                 self.bucket.delete_keys(
-                    key for spilled in (doomed, stale_markers) for chunk in spilled.chunks(MAX_OPS_PER_TXN) for key in chunk
+                    key for spilled in (doomed, stale_markers) for chunk in spilled.chunks(KEYS_PER_CHUNK) for key in chunk
                 )
                 if foreign:
                     logger.warning(
@@ -93,12 +93,12 @@ class StreamFinalization:
         keeps, prefix, foreign = self.retention.keeps, self.prefix, 0
         if written is None:
             with self._fresh_listing(prefix) as listed:
-                for chunk in listed.chunks(MAX_OPS_PER_TXN):
+                for chunk in listed.chunks(KEYS_PER_CHUNK):
                     doomed.add_all(key for key in chunk if self.retention.removes(prefix, key))
                     foreign += sum(not keys.is_own_key(prefix, key) for key in chunk)
             return foreign
         with SpilledKeys() as kept, self._fresh_listing(keys.markers_prefix(prefix)) as markers:
-            for chunk in markers.chunks(MAX_OPS_PER_TXN):
+            for chunk in markers.chunks(KEYS_PER_CHUNK):
                 for marker in chunk:
                     parsed = keys.parse_marker(prefix, marker)
                     if parsed and keeps(keys.generation_tag(parsed[0])):
@@ -108,7 +108,7 @@ class StreamFinalization:
                     else:
                         foreign += 1
             with self._fresh_listing(prefix) as listed:
-                for chunk in listed.chunks(MAX_OPS_PER_TXN):
+                for chunk in listed.chunks(KEYS_PER_CHUNK):
                     own = [key for key in chunk if keys.is_own_key(prefix, key)]
                     foreign += len(chunk) - len(own)
                     doomed.add_all(key for key in own if keys.marker_digest(key) not in kept and key not in written)

@@ -18,7 +18,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import messages
 from destination_kvdb.messages import TOO_DEEP, WITHOUT_DATA
 from destination_kvdb.sink import RejectedRecord, StreamKey, StreamSink
-from destination_kvdb.transactions import OpRefused
+from destination_kvdb.store import OpRefused
 
 _decode_loosely = msgspec.json.Decoder(float_hook=str).decode
 

@@ -20,14 +20,14 @@ from destination_kvdb.messages import NOT_READABLE, TOO_DEEP
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import RejectedRecord, StreamKey, StreamSink
+from destination_kvdb.store import Batch, OpRefused
 from destination_kvdb.stream_ends import StreamEnds
-from destination_kvdb.transactions import OpRefused, TxnPacker
 
 
 class Router:
     """Counts the lines done, and the messages that were not records of a known stream."""
 
-    def __init__(self, sinks: dict[StreamKey, StreamSink], packer: TxnPacker, pipeline: AckPipeline, ends: StreamEnds, settings: Settings):
+    def __init__(self, sinks: dict[StreamKey, StreamSink], packer: Batch, pipeline: AckPipeline, ends: StreamEnds, settings: Settings):
         self.sinks = sinks
         self.packer = packer
         self.pipeline = pipeline

@@ -23,14 +23,13 @@ from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedReco
 from destination_kvdb.retention import Retention
 from destination_kvdb.settings import Settings
 from destination_kvdb.spill import WrittenKeys
-from destination_kvdb.transactions import SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
+from destination_kvdb.store import Batch, NotAnObject
 from destination_kvdb.versions import VersionIndex
 
 logger = logging.getLogger("airbyte")
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 StreamKey = tuple[Optional[str], str]  # (namespace or None, name): how the router finds a stream's sink
-_KEY_ENDS = tuple(low.encode() + SET_VALUE for low in keys.COUNTER_LOW_HEX)  # the counter's last hex digits, then the value
 
 
 class RejectedRecord(Exception):
@@ -61,7 +60,7 @@ class StreamSink:
     """One catalog stream: how its records become ops. `written` holds the dedup keys a truncating stream wrote,
     which its finalization keeps whatever a listing shows."""
 
-    def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, packer: TxnPacker, clock: CoarseClock, settings: Settings):
+    def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, batch: Batch, clock: CoarseClock, settings: Settings):
         stream = configured.stream
         self.namespace = stream.namespace or None
         self.label = stream_label(self.namespace, stream.name)
@@ -90,11 +89,13 @@ class StreamSink:
         self.bytes = 0
         self.reduced = 0
         self.records_at_last_state = 0
-        self._add = packer.add
-        self._add_set = packer.add_set
+        self._batch = batch
+        self._set = batch.set
+        self._key_start = batch.key_start
+        self._key_ends = tuple(batch.key_end(low) for low in keys.COUNTER_LOW_HEX)  # the counter's last hex digits
         self._clock = clock
         self._ms = 0
-        self._op_start = b""  # SET_START and the key up to the counter's last two hex digits
+        self._op_start = b""  # the key up to the counter's last two hex digits, as the batch prepared it
         self.written: Optional[WrittenKeys] = WrittenKeys() if self.dedup and self.retention.truncates else None
         self.versions = VersionIndex()  # dedup: the newest version sent per key; a dict that stays empty otherwise
         self._admit, self._version = self.versions.admit, self.cursor.version
@@ -113,9 +114,9 @@ class StreamSink:
             low = (self.records + 1) & 0xFF
             if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
                 self._ms = max(self._clock.ms, self._ms)
-                self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.run_id, self.records + 1).encode()
+                self._op_start = self._key_start(keys.append_key_head(self.prefix, self._ms, self.tag, self.run_id, self.records + 1))
             try:
-                self._add_set(self._op_start, _KEY_ENDS[low], value)
+                self._set(self._op_start, self._key_ends[low], value)
             except NotAnObject as not_an_object:
                 raise _unreadable_data(not_an_object) from None
         self.records += 1
@@ -163,11 +164,11 @@ class StreamSink:
             return True
         deleted_at = fields.get(CDC_DELETED_AT)
         if deleted_at is not None and bytes(deleted_at) != b"null":
-            self._add(delete_op(key), key)
+            self._batch.delete(key, key)
             return False
-        self._add_set(SET_START + key.encode(), SET_VALUE, value, key)
+        self._batch.set_key(key, value, key)
         if self.written is not None:
-            self._add(set_op(keys.marker_key(self.prefix, self.retention.generation_id, key), key))
+            self._batch.put(keys.marker_key(self.prefix, self.retention.generation_id, key), key)
             self.written.add(key)
         return False
 

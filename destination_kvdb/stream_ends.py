@@ -14,10 +14,10 @@ from typing import Iterable, Optional
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.bucket import Bucket
 from destination_kvdb.finalization import StreamFinalization
 from destination_kvdb.reader import InputInterrupted, LineBlocks
 from destination_kvdb.sink import StreamSink
+from destination_kvdb.store import Store
 
 logger = logging.getLogger("airbyte")
 
@@ -25,7 +25,7 @@ logger = logging.getLogger("airbyte")
 class StreamEnds:
     """Which streams completed or were named, and their finalization; `input` is set once the writer reads it."""
 
-    def __init__(self, bucket: Bucket, max_listing_lag_seconds: float):
+    def __init__(self, bucket: Store, max_listing_lag_seconds: float):
         self.bucket = bucket
         self.max_listing_lag_seconds = max_listing_lag_seconds
         self.input: Optional[LineBlocks] = None  # a signal stopping it forbids every finalization

@@ -18,7 +18,6 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalog
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
-from destination_kvdb.bucket import Bucket
 from destination_kvdb.catalog_check import check_catalog
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
@@ -27,8 +26,8 @@ from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.router import Router
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import StreamKey, StreamSink
+from destination_kvdb.store import OpRefused, Store
 from destination_kvdb.stream_ends import StreamEnds, no_input
-from destination_kvdb.transactions import OpRefused, TxnPacker
 
 logger = logging.getLogger("airbyte")
 
@@ -39,7 +38,7 @@ class KvdbWriter:
     def __init__(
         self,
         catalog: ConfiguredAirbyteCatalog,
-        bucket: Bucket,
+        bucket: Store,
         emit: Callable[[bytes], None],
         settings: Settings,
         progress: Optional[Progress] = None,
@@ -48,8 +47,8 @@ class KvdbWriter:
         self.settings = settings
         self.progress = progress or Progress(bucket.usage)
         self.sinks: dict[StreamKey, StreamSink] = {}
-        self.pipeline = AckPipeline(bucket.send_txn, emit, settings.max_requests_in_flight, self.sinks.values())
-        self.packer = TxnPacker(bucket.request_limit, self.pipeline.submit)
+        self.pipeline = AckPipeline(bucket.send, emit, settings.max_requests_in_flight, self.sinks.values())
+        self.packer = bucket.batch(self.pipeline.submit)
         self.ends = StreamEnds(bucket, settings.max_listing_lag_seconds)
         self.clock = CoarseClock()
         try:
