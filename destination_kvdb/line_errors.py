@@ -42,7 +42,7 @@ def refused_record(refused: OpRefused, lines_without_ops: Sequence[int], sinks: 
     line = refused.record_number
     while (found := refused.record_number + bisect_right(lines_without_ops, line)) != line:
         line = found
-    stream = next((sink.label for sink in sinks if refused.key.startswith(sink.prefix)), "?")
+    stream = next((sink.label for sink in sinks if refused.key.startswith(sink.plan.prefix)), "?")
     return _traced(
         f"input line {line}: KvDB refused to store this record of stream '{stream}' (400){refused.reason}; the records "
         f"before it were stored and their states echoed, none after it",

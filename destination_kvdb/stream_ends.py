@@ -44,13 +44,13 @@ class StreamEnds:
         if sink is None or not complete:
             return False
         self._completed.add(sink)
-        return sink.retention.truncates and sink not in self._finalized
+        return sink.plan.retention.truncates and sink not in self._finalized
 
     def finalize(self, sink: StreamSink) -> None:
         """Remove the stream's earlier data, unless a signal arrived: a cancelled sync did not complete."""
         if self.input is not None and self.input.interrupted:
             raise InputInterrupted()
-        finalization = StreamFinalization(self.bucket, sink.prefix, sink.label, sink.retention, self.max_listing_lag_seconds)
+        finalization = StreamFinalization(self.bucket, sink.plan.prefix, sink.label, sink.plan.retention, self.max_listing_lag_seconds)
         removed = finalization.run(sink.written)
         self._finalized.add(sink)
         logger.info(f"stream '{sink.label}': removed {removed} keys left by earlier syncs")
@@ -62,18 +62,18 @@ class StreamEnds:
         for sink in sinks:
             if sink in self._completed:
                 continue
-            if sink.retention.needs_complete(self.statuses_seen):
+            if sink.plan.retention.needs_complete(self.statuses_seen):
                 incomplete.append(sink)
-            elif sink.retention.truncates and (sink.records or sink in self._named_by_state):
+            elif sink.plan.retention.truncates and (sink.records or sink in self._named_by_state):
                 self.finalize(sink)
-            elif sink.retention.truncates:
+            elif sink.plan.retention.truncates:
                 logger.warning(
                     f"stream '{sink.label}': its earlier data was kept: the input ended without any message of it (no "
                     f"record, no state, no stream status), as when a source never read it; to empty it, send a state "
                     f"or a STREAM_STATUS COMPLETE for it"
                 )
         if incomplete:
-            kept = [sink for sink in incomplete if sink.retention.truncates]
+            kept = [sink for sink in incomplete if sink.plan.retention.truncates]
             message = (
                 f"stream(s) {labels(incomplete)} did not report COMPLETE; records received were stored and "
                 f"acknowledged" + (f", and the earlier data of {labels(kept)} was kept" if kept else "")

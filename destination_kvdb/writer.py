@@ -55,7 +55,7 @@ class KvdbWriter:
             run_id = keys.new_run_id()
             for configured in catalog.streams:
                 sink = StreamSink(configured, run_id, self.packer, self.clock, settings)
-                self.sinks[(sink.namespace, configured.stream.name)] = sink
+                self.sinks[(sink.plan.namespace, sink.plan.name)] = sink
         except BaseException:
             self.clock.stop()
             raise
