@@ -6,14 +6,12 @@ still being filled, which becomes the next request); when the last of them succe
 that finished it releases the state at once, in arrival order. A failed request stops every
 later state, never an earlier one whose requests all succeeded; when KvDB refused one op of a request
 (OpRefused), the states before that op in the request are released too. The batch submits each finished
-request here; since states wait here, the pipeline also knows how long the oldest has waited for the
-next request, so the writer can send a part-filled batch before it waits too long.
+request here; when a part-filled batch goes for a waiting state is state_delay.py's to decide.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, Optional
@@ -51,12 +49,10 @@ class AckPipeline:
         self._sent_submitted = 0  # of those, the records that made an op (not superseded dedup versions)
         self.records_stored = 0  # the records of every request up to the last one acknowledged in order
         self._streams = streams
-        self._state_waiting_since: Optional[float] = None  # when the oldest state waiting for the next request came
 
     def submit(self, body: Request, conflict_keys: set[str]) -> None:
         """Send a request holding every record received so far; blocks while the pool is full or a request
         touching the same keys runs."""
-        self._state_waiting_since = None  # every waiting state is now covered by a submitted request
         records = sum(stream.records for stream in self._streams)
         sent = records - sum(stream.superseded for stream in self._streams)  # records with an op: a refused op's number
         self._raise_if_failed()
@@ -78,17 +74,14 @@ class AckPipeline:
     def add_state(self, state_line: bytes, ops_before: int = 0) -> None:
         """Release the state once every request submitted so far succeeded, and the first `ops_before` ops of the next
         one (the batch being filled holds its records)."""
-        if ops_before and self._state_waiting_since is None:
-            self._state_waiting_since = time.monotonic()
         with self._lock:
             self._waiting_states.append((self._submitted + 1, ops_before, state_line))
             self._release_ready_states()
 
-    def seconds_until_state_due(self, max_state_delay_seconds: float) -> Optional[float]:
-        """How long the oldest state waiting for the next request may still wait (0: send it now); None if none waits."""
-        if self._state_waiting_since is None:
-            return None
-        return max(0.0, self._state_waiting_since + max_state_delay_seconds - time.monotonic())
+    @property
+    def next_request(self) -> int:
+        """The number the batch being filled will have once submitted."""
+        return self._submitted + 1
 
     def drain(self) -> None:
         """Wait for every request in flight; raise the first failure if there was one."""

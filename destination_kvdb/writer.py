@@ -25,6 +25,7 @@ from destination_kvdb.progress import Progress, counted
 from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.router import Router
 from destination_kvdb.settings import Settings
+from destination_kvdb.state_delay import StateDelay
 from destination_kvdb.sink import StreamKey, StreamSink
 from destination_kvdb.store import OpRefused, Store
 from destination_kvdb.stream_ends import StreamEnds, no_input
@@ -59,7 +60,8 @@ class KvdbWriter:
         except BaseException:
             self.clock.stop()
             raise
-        self.router = Router(self.sinks, self.packer, self.pipeline, self.ends, settings)
+        self.states = StateDelay(self.packer, self.pipeline, settings.max_state_delay_seconds)
+        self.router = Router(self.sinks, self.packer, self.pipeline, self.states, self.ends, settings)
 
     def write_lines(self, lines: Iterable[bytes]) -> None:
         """Lines ending in a newline, e.g. a file or the CDK's in-process messages."""
@@ -91,13 +93,12 @@ class KvdbWriter:
                 logger.info(f"stream '{sink.label}': {counted(sink.reduced, 'record')} reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
 
     def _read(self, blocks: LineBlocks) -> None:
-        delay, state_due_in, route = self.settings.max_state_delay_seconds, self.pipeline.seconds_until_state_due, self.router.block
-        while (block := blocks.next_block(state_due_in(delay))) is not None:
+        state_due_in, route = self.states.seconds_until_due, self.router.block
+        while (block := blocks.next_block(state_due_in())) is not None:
             if block:
                 route(block)
                 self.progress.maybe_report(self.sinks.values())
-            if state_due_in(delay) == 0.0:  # a state has waited its longest for the batch: send it part-filled
-                self.packer.flush()
+            self.states.send_if_due()  # a state has waited its longest for the batch: send it part-filled
 
     def _store_before_failing(self, error: Exception) -> None:
         """Store the records received before the error or signal, so that the states before it are echoed."""
