@@ -7,6 +7,7 @@ refuses one of its ops (400); client.py below it is HTTP transport only. Unit te
 
 from __future__ import annotations
 
+import sys
 from typing import Iterable, Iterator, Optional
 
 import orjson
@@ -58,6 +59,9 @@ class KvdbBucket:
 
     def batch(self, submit: Submit) -> TxnPacker:
         return TxnPacker(self.request_limit, submit)
+
+    def delete_batch(self, submit: Submit) -> TxnPacker:
+        return TxnPacker(self.request_limit, submit, max_ops=sys.maxsize)  # KvDB documents no limit on a body's ops
 
     def send(self, body: bytes) -> None:
         """Send one body a batch packed (see send_txn); an op KvDB refused is told with its record in the body."""

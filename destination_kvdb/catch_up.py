@@ -16,15 +16,20 @@ Found = TypeVar("Found")
 
 
 def until_caught_up(
-    fetch: Callable[[], Optional[Found]], deadline: float, max_wait_seconds: float, on_wait: Callable[[float], None] = lambda _: None
+    fetch: Callable[[], Optional[Found]],
+    deadline: float,
+    max_wait_seconds: float,
+    on_wait: Callable[[float], None] = lambda _: None,
+    sleep: Optional[Callable[[float], None]] = None,
 ) -> Optional[Found]:
-    """fetch() until it returns something other than None; None once the next wait would pass deadline (time.monotonic())."""
+    """fetch() until it returns something other than None; None once the next wait would pass deadline (time.monotonic()).
+    sleep (default time.sleep) may end a wait early by raising."""
     waits = 0
     while (found := fetch()) is None:
         delay = min(max_wait_seconds, FIRST_WAIT_SECONDS * 2**waits)
         if time.monotonic() + delay > deadline:
             return None
         on_wait(delay)
-        time.sleep(delay)
+        (sleep or time.sleep)(delay)
         waits += 1
     return found

@@ -134,6 +134,7 @@ class DestinationKvdb(Destination):
             writer = KvdbWriter(catalog, bucket, emit, settings)
             if stopping is not None:
                 stopping.pipeline = writer.pipeline
+                stopping.ends = writer.ends
             writer.write(blocks)
         finally:
             bucket.close()

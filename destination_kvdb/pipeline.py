@@ -83,6 +83,10 @@ class AckPipeline:
         """The number the batch being filled will have once submitted."""
         return self._submitted + 1
 
+    def stored_through(self, number: int) -> bool:
+        """Whether request `number` and every request before it succeeded."""
+        return self._acked_through >= number
+
     def drain(self) -> None:
         """Wait for every request in flight; raise the first failure if there was one."""
         wait([future for future, _ in self._in_flight.values()])

@@ -169,9 +169,8 @@ class Router:
             return
         status = messages.fields(trace["stream_status"])
         sink = self._descriptor_sink(number, status)
-        if self.ends.status(sink, complete=bytes(status.get("status", b"")) == b'"COMPLETE"'):
-            self.store_all()  # everything before the COMPLETE is stored before anything is deleted
-            self.ends.finalize(sink)
+        # A COMPLETE does not send the batch: the stream is finalized once the batch holding its records is stored.
+        self.ends.status(sink, complete=bytes(status.get("status", b"")) == b'"COMPLETE"')
 
 
 def _object_field(number: int, message: dict[str, msgspec.Raw], field: str) -> dict[str, msgspec.Raw]:

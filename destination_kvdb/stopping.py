@@ -3,7 +3,8 @@
 Airbyte cancels a sync by stopping the destination's container: SIGTERM, then SIGKILL after a grace
 period (`docker stop`: 10 s, Kubernetes: 30 s); a shell's Ctrl-C sends SIGINT. The next attempt resumes
 from the last state echoed, so every state echoed before exiting saves re-reading its records against
-KvDB's quota. A signal never finalizes a stream: a cancelled stream did not complete.
+KvDB's quota. A signal never starts finalizing a stream (a cancelled stream did not complete), and stops one
+that runs at its next request; the trace says per stream what was removed.
 
 The handler only sets a flag and writes a byte to a pipe: it runs on the main thread between any two
 bytecodes, where taking a lock could deadlock with the code it interrupted. A watcher thread does the
@@ -28,17 +29,21 @@ from destination_kvdb.output import claim_the_end, report
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import counted
 from destination_kvdb.reader import LineBlocks
+from destination_kvdb.stream_ends import StreamEnds
 
 logger = logging.getLogger("airbyte")
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
 
-def stopped_error(signal_name: str, records_stored: int, reason: str = "") -> AirbyteTracedException:
+NOTHING_FINALIZED = "no stream was finalized (nothing deleted)"
+
+
+def stopped_error(signal_name: str, records_stored: int, reason: str = "", finalized: str = NOTHING_FINALIZED) -> AirbyteTracedException:
+    """finalized: what removing earlier data did, per stream (StreamEnds.summary)."""
     message = (
         f"stopped by {signal_name}: {counted(records_stored, 'record')} {'was' if records_stored == 1 else 'were'} stored; "
-        f"the next sync resumes from the last state "
-        f"echoed, and no stream was finalized (nothing deleted)" + (f"; {reason}" if reason else "")
+        f"the next sync resumes from the last state echoed; {finalized}" + (f"; {reason}" if reason else "")
     )
     return AirbyteTracedException(message=message, internal_message=message, failure_type=FailureType.transient_error)
 
@@ -50,6 +55,7 @@ class Stopping:
         self.max_seconds = max_seconds
         self.received: Optional[signal.Signals] = None
         self.pipeline: Optional[AckPipeline] = None  # counts the records stored, once the writer exists
+        self.ends: Optional[StreamEnds] = None  # says what finalization did, once the writer exists
         self._blocks = blocks
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
@@ -86,5 +92,6 @@ class Stopping:
         """Print the stop's ERROR trace and exit; only the first thread to end the run gets past claim_the_end."""
         claim_the_end()
         received = self.received or signal.SIGTERM
-        report(stopped_error(received.name, self.pipeline.records_stored if self.pipeline else 0, reason))
+        finalized = self.ends.summary() if self.ends else NOTHING_FINALIZED
+        report(stopped_error(received.name, self.pipeline.records_stored if self.pipeline else 0, reason, finalized))
         exit(EXIT_CODES[received])

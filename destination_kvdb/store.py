@@ -47,6 +47,7 @@ class Batch(Protocol):
     """Ops in order, packed into requests as the store's limits allow; each finished request goes to `submit`."""
 
     ops: int  # ops in the request being filled
+    riders: Optional[Callable[[], None]]  # called as each request is finished, before it is sent: it may `ride`
 
     def key_start(self, text: str) -> bytes:
         """The start of a key, prepared once for `set` (e.g. a stream's key head, reused for many records)."""
@@ -67,6 +68,10 @@ class Batch(Protocol):
     def delete(self, key: str, conflict_key: Optional[str] = None) -> None:
         """Delete key (a no-op when it does not exist)."""
 
+    def ride(self, items: list[tuple[str, object]]) -> bool:
+        """Put these (keys and any JSON-encodable values) in the request being filled if they all fit in it; False, and
+        nothing put, if not. For ops that go only with a request sent anyway (a stream's fence after its records)."""
+
     def flush(self) -> None:
         """Submit the request being filled, if it holds an op."""
 
@@ -81,6 +86,9 @@ class Store(Protocol):
     def send(self, request: Request) -> None:
         """Apply one request a batch made, atomically; raise AirbyteTracedException on failure (OpRefused when the
         store refused one op of it, after applying every op before it and none after)."""
+
+    def delete_batch(self, submit: Submit) -> Batch:
+        """A batch for deletes alone, packed as the store packs deletes (KvDB: by bytes only)."""
 
     def put_all(self, items: Iterable[tuple[str, object]]) -> None:
         """Set these keys to these values, in order, in as few requests as the limits allow."""

@@ -109,6 +109,7 @@ class TxnPacker:
     def __init__(self, limit: RequestLimit, submit: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
         self.limit = limit  # read anew for each body: the bucket may lower it at any time
         self.max_ops = max_ops
+        self.riders: Optional[Callable[[], None]] = None  # see store.Batch
         self._submit = submit
         self._reset()
 
@@ -158,6 +159,14 @@ class TxnPacker:
     def delete(self, key: str, conflict_key: Optional[str] = None) -> None:
         self.add(delete_op(key), conflict_key)
 
+    def ride(self, items: list[tuple[str, object]]) -> bool:
+        ops = [set_op(key, value) for key, value in items]
+        if sum(len(op) + 1 for op in ops) > self._room or len(ops) > self._slots:
+            return False
+        for op in ops:
+            self.add(op)
+        return True
+
     def add(self, op: bytes, conflict_key: Optional[str] = None) -> None:
         """Add any encoded op."""
         if len(op) + 1 > self._room or not self._slots:
@@ -175,6 +184,8 @@ class TxnPacker:
         return self.max_ops - self._slots
 
     def flush(self) -> None:
+        if self.riders is not None:
+            self.riders()
         if self._slots < self.max_ops:
             self._body[-1:] = TXN_CLOSE
             body, conflict_keys = bytes(self._body), self._conflict_keys

@@ -4,9 +4,10 @@ Lines go to the router (router.py), records from there to one sink per stream (s
 adds them to the one byte-bounded batch all streams share (transactions.py); the packer submits
 each finished body to the pipeline (pipeline.py), which echoes each state, plus destinationStats,
 once the requests holding its records succeeded. A batch is also sent when a state has waited
-max_state_delay_seconds for it, before a stream is finalized and at the end of input: a state
-alone never costs a request. At the end, the stream ends (stream_ends.py) finalize the streams
-that completed; on an error or a signal, what arrived before is stored and its states echoed.
+max_state_delay_seconds for it, when the input idles after a stream ended, and at the end of input:
+a state alone never costs a request. Between blocks and at the end, the stream ends (stream_ends.py)
+finalize the streams that completed once their records are stored; on an error or a signal, what
+arrived before is stored and its states echoed.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from destination_kvdb.stream_ends import StreamEnds, no_input
 
 logger = logging.getLogger("airbyte")
 
+# A stream that ended is finalized with the next batch; when no input comes for this long, that batch goes now.
+ENDED_STREAM_IDLE_SECONDS = 0.5
+
 
 class KvdbWriter:
     """One sync's parts, wired once: sinks, packer, pipeline, stream ends and the router between them."""
@@ -50,7 +54,7 @@ class KvdbWriter:
         self.sinks: dict[StreamKey, StreamSink] = {}
         self.pipeline = AckPipeline(bucket.send, emit, settings.max_requests_in_flight, self.sinks.values())
         self.packer = bucket.batch(self.pipeline.submit)
-        self.ends = StreamEnds(bucket, settings.max_listing_lag_seconds)
+        self.ends = StreamEnds(bucket, self.packer, self.pipeline, settings.max_listing_lag_seconds)
         self.clock = CoarseClock()
         try:
             run_id = keys.new_run_id()
@@ -74,10 +78,9 @@ class KvdbWriter:
             self._read(blocks)
             if not self.router.other_messages and not self.router.records_received:
                 raise no_input(self.sinks.values())
-            self.router.store_all()
-            self.ends.end_of_input(self.sinks.values())
+            self.ends.end_of_input(self.sinks.values())  # stores everything received, then finalizes
         except (AirbyteTracedException, InputInterrupted) as error:
-            self._store_before_failing(error)
+            self.ends.abandon(lambda: self._store_before_failing(error))
             earliest = self.pipeline.failure if isinstance(error, OpRefused) else None  # requests finish out of order
             if isinstance(earliest, OpRefused):
                 raise self.router.refused(earliest) from None
@@ -93,12 +96,23 @@ class KvdbWriter:
                 logger.info(f"stream '{sink.label}': {counted(sink.reduced, 'record')} reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
 
     def _read(self, blocks: LineBlocks) -> None:
-        state_due_in, route = self.states.seconds_until_due, self.router.block
-        while (block := blocks.next_block(state_due_in())) is not None:
+        route, ends, states = self.router.block, self.ends, self.states
+        while (block := blocks.next_block(self._wait_seconds())) is not None:
             if block:
                 route(block)
                 self.progress.maybe_report(self.sinks.values())
-            self.states.send_if_due()  # a state has waited its longest for the batch: send it part-filled
+            elif ends.unfenced or ends.waiting:  # the input idles after a stream ended: it need not wait for more records
+                self.router.store_all()
+            states.send_if_due()  # a state has waited its longest for the batch: send it part-filled
+            if ends.waiting:  # completed streams whose records are stored by now
+                ends.finalize_stored()
+
+    def _wait_seconds(self) -> Optional[float]:
+        """How long to wait for input: until a state is due, and briefly when a stream ended (None: for ever)."""
+        due = self.states.seconds_until_due()
+        if self.ends.unfenced or self.ends.waiting:
+            return ENDED_STREAM_IDLE_SECONDS if due is None else min(due, ENDED_STREAM_IDLE_SECONDS)
+        return due
 
     def _store_before_failing(self, error: Exception) -> None:
         """Store the records received before the error or signal, so that the states before it are echoed."""

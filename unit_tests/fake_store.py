@@ -7,6 +7,7 @@ and what a sync cost; `refuse` makes chosen requests fail.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Callable, Iterable, Iterator, Optional
 
@@ -43,6 +44,7 @@ class FakeBatch:
 
     def __init__(self, submit: Submit, max_ops: int = 10_000):
         self._submit, self.max_ops = submit, max_ops
+        self.riders: Optional[Callable[[], None]] = None
         self._ops: Ops = []
         self._keys: set[str] = set()
 
@@ -70,6 +72,13 @@ class FakeBatch:
     def delete(self, key: str, conflict_key: Optional[str] = None) -> None:
         self._add(key, None, conflict_key)
 
+    def ride(self, items: list[tuple[str, object]]) -> bool:
+        if len(self._ops) + len(items) > self.max_ops:
+            return False
+        for key, value in items:
+            self.put(key, value)
+        return True
+
     def _add(self, key: str, value: Optional[bytes], conflict_key: Optional[str]) -> None:
         if len(self._ops) >= self.max_ops:
             self.flush()
@@ -78,6 +87,8 @@ class FakeBatch:
             self._keys.add(conflict_key)
 
     def flush(self) -> None:
+        if self.riders is not None:
+            self.riders()
         if self._ops:
             ops, keys, self._ops, self._keys = self._ops, self._keys, [], set()
             self._submit(ops, keys)
@@ -99,6 +110,9 @@ class FakeStore:
 
     def batch(self, submit: Submit) -> FakeBatch:
         return FakeBatch(submit)
+
+    def delete_batch(self, submit: Submit) -> FakeBatch:
+        return FakeBatch(submit, max_ops=sys.maxsize)
 
     def send(self, ops: Ops) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from destination_kvdb import keys
 from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.credentials import Credential
 from destination_kvdb.destination import DestinationKvdb
-from destination_kvdb.finalization import FENCE_MARKS
+from destination_kvdb.keys import FENCE_MARKS
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, PROBE_PREFIX, is_list

@@ -15,7 +15,8 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import keys
 from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.check import CHECK_LAG_WAIT_SECONDS
-from destination_kvdb.finalization import FENCE_MARKS, StreamFinalization
+from destination_kvdb.keys import FENCE_MARKS
+from destination_kvdb.finalization import StreamFinalization
 from destination_kvdb.spill import WrittenKeys
 from destination_kvdb.retention import Retention
 from integration_tests.support.fake_kvdb import (
@@ -89,10 +90,17 @@ def finalization():
     retention = Retention(overwrite=True, generation_id=2, minimum_generation_id=2, sync_id=None, run_id="abc123")
 
     def build(max_listing_lag_seconds: float) -> StreamFinalization:
-        return StreamFinalization(client, "users__ab__", "users", retention, max_listing_lag_seconds)
+        return fenced(StreamFinalization(client, "users__ab__", "users", retention, max_listing_lag_seconds, lambda: False, dedup=False))
 
     yield build
     client.close()
+
+
+def fenced(finalization: StreamFinalization) -> StreamFinalization:
+    """Its fence stored, as the sync's last write batch stores it before the stream is finalized."""
+    finalization.bucket.put_all(finalization.fence_items())
+    finalization.fence_sent = True
+    return finalization
 
 
 def without_fences(kvdb):
@@ -141,7 +149,7 @@ def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_sho
     retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id="abc123")
 
     try:
-        removed = StreamFinalization(client, "users__ab__", "users", retention, 300).run(written)
+        removed = fenced(StreamFinalization(client, "users__ab__", "users", retention, 300, lambda: False, dedup=True)).run(written)
     finally:
         client.close()
         written.close()
@@ -176,7 +184,7 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
     written = WrittenKeys()  # this process wrote none of them
 
     try:
-        StreamFinalization(client, "users__ab__", "users", retention, 300).run(written)
+        fenced(StreamFinalization(client, "users__ab__", "users", retention, 300, lambda: False, dedup=True)).run(written)
     finally:
         client.close()
         written.close()
@@ -184,3 +192,28 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
     assert len(stale_pages) == 2
     assert {key: value for key, value in kvdb.store.items() if key.startswith("users__ab__")} == {key: {"gen": 2} for key in earlier}
     assert set(kvdb.store) - set(earlier) == recent  # generation 1's markers and every fence key gone
+
+
+def test_a_pass_that_lags_is_dropped_on_its_first_page_and_deletes_go_by_bytes_not_10000_at_a_time(kvdb, clock, finalization):
+    """25,000 old keys (three pages): each stale pass costs one listing request, and the deletes go in two 1 MiB
+    requests (three of 10,000 keys before 0.6.0)."""
+    old = {keys.append_key("users__ab__", 1_600_000_000_000, keys.generation_tag(1), "abc123", n): {"n": n} for n in range(25_000)}
+    kvdb.store.update(old)
+    kvdb.max_requests = 20
+    kvdb.override = lagging(stale_reads=0, stale_lists=0)
+    fresh = kvdb.sorted_keys
+    stale_passes = []
+
+    def without_fence_twice():
+        if len(stale_passes) < 2:
+            stale_passes.append(1)
+            return [key for key in fresh() if not any(mark in key for mark in FENCE_MARKS)]
+        return fresh()
+
+    kvdb.sorted_keys = without_fence_twice
+    removed = finalization(300).run(written=None)
+
+    assert removed == 25_000
+    assert kvdb.store == {}
+    assert len([request for request in kvdb.requests if is_list(request)]) == 2 + 3  # two stale first pages, then a pass
+    assert len([request for request in kvdb.requests if request.method == "POST"]) == 1 + 2  # the fence, the deletes

@@ -98,12 +98,13 @@ def test_a_failed_request_stops_every_later_state_and_fails_the_sync():
     assert b'{"id":3}' not in run.bucket.store.values()
 
 
-def test_complete_finalizes_a_truncating_stream_after_its_records_are_stored_and_keeps_an_append_streams_data():
+def test_complete_finalizes_a_truncating_stream_after_its_records_are_stored_and_keeps_an_append_streams_data(caplog):
     streams = (configured_stream("o", "overwrite", sync_id=5), configured_stream("a"))
     lines = [record_line("o", b'{"id":1}'), record_line("a", b'{"id":2}'), line(stream_status("o")), line(stream_status("a"))]
     run = Run(*streams, old_keys=("o", "a")).write(lines)
 
     assert run.error is None
+    assert "stream 'o': removed 1 key left by earlier syncs" in caplog.text
     assert list(run.bucket.under("o__ab__").values()) == [b'{"id":1}']  # the earlier sync's key is gone
     assert "a" + OLD_KEY in run.bucket.store  # append never deletes
     kinds = run.bucket.kinds()
@@ -131,6 +132,7 @@ def test_an_empty_input_fails_and_touches_nothing(lines):
 
     assert run.error.failure_type == FailureType.transient_error
     assert run.error.message.startswith("no input arrived on stdin (not a single message)")
+    assert "by hand, check the command before the pipe" in run.error.message  # e.g. `cat mesages.jsonl | ...`
     assert run.bucket.requests == [] and "o" + OLD_KEY in run.bucket.store
 
 
@@ -207,3 +209,24 @@ def test_two_attempts_at_the_same_clock_reading_never_write_the_same_append_key(
 
     assert first.error is None and second.error is None
     assert sorted(second.bucket.under("a__ab__").values()) == [b'{"attempt":1}', b'{"attempt":2}']
+
+
+def test_streams_that_end_one_after_another_share_a_write_request_and_each_is_finalized_after_it():
+    """A COMPLETE does not send the part-filled batch: the next stream's records, and every fence, join it."""
+    streams = [configured_stream(name, "overwrite", sync_id=5) for name in ("o1", "o2", "o3")]
+    lines = []
+    for name in ("o1", "o2", "o3"):
+        lines += [record_line(name, b'{"id":%d}' % n) for n in range(3)] + [line(stream_status(name))]
+    run = Run(*streams, old_keys=("o1", "o2", "o3")).write(lines)
+
+    assert run.error is None
+    kinds = run.bucket.kinds()
+    assert kinds.count("write") == 1 and kinds[0] == "write"  # 9 records and the three fences in one request
+    assert [prefix for kind, prefix in run.bucket.requests if kind == "list"] == ["o1__ab__", "o2__ab__", "o3__ab__"]
+    assert sorted(run.bucket.store) == sorted(f"{name}__ab__" + key for name in ("o1", "o2", "o3") for key in _keys_of(run, name))
+
+
+def _keys_of(run: Run, name: str) -> list[str]:
+    keys = [key[len(name) + 6 :] for key in run.bucket.store if key.startswith(name + "__ab__")]
+    assert len(keys) == 3 and all(".s5." in key for key in keys)  # only this sync's records, no fence, no old key
+    return keys
