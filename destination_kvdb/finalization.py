@@ -27,7 +27,7 @@ from destination_kvdb.credentials import PermissionRefused
 from destination_kvdb.fenced_listing import FencedListing, ListingLagged, fence
 from destination_kvdb.progress import counted
 from destination_kvdb.reader import InputInterrupted
-from destination_kvdb.retention import Retention
+from destination_kvdb.plan import StreamPlan
 from destination_kvdb.spill import SpilledKeys, WrittenKeys
 from destination_kvdb.store import Request, Store
 
@@ -61,24 +61,15 @@ class FinalizationProgress:
 class StreamFinalization:
     """Removes what one stream's retention rules do not keep; `run` only once its fence and records are stored."""
 
-    def __init__(
-        self,
-        bucket: Store,
-        prefix: str,
-        label: str,
-        retention: Retention,
-        max_listing_lag_seconds: float,
-        interrupted: Callable[[], bool],
-        dedup: bool,
-    ):
+    def __init__(self, bucket: Store, plan: StreamPlan, max_listing_lag_seconds: float, interrupted: Callable[[], bool]):
         self.bucket = bucket
-        self.prefix = prefix
-        self.retention = retention
+        self.prefix = prefix = plan.prefix
+        self.retention = plan.retention
         self.max_listing_lag_seconds = max_listing_lag_seconds
-        self.progress = FinalizationProgress(label)
+        self.progress = FinalizationProgress(plan.label)
         self._interrupted = interrupted
         self._token = uuid.uuid4().hex[:16]  # names this run's fences
-        self._listed_prefixes = [prefix, keys.markers_prefix(prefix)] if dedup else [prefix]
+        self._listed_prefixes = [prefix, keys.markers_prefix(prefix)] if plan.marks_written_keys else [prefix]
         self.fence_sent = False  # whether the fence may be in the bucket (a body carrying it was sent)
 
     def fence_items(self) -> list[tuple[str, object]]:

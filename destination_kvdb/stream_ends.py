@@ -126,9 +126,7 @@ class StreamEnds:
         """The stream's records are all received: its fence waits for the next body sent."""
         if sink in self._unfenced or sink in self._fenced or sink in self._started:
             return
-        finalization = StreamFinalization(
-            self.bucket, sink.plan.prefix, sink.label, sink.plan.retention, self.max_listing_lag_seconds, self._interrupted, sink.plan.dedup
-        )
+        finalization = StreamFinalization(self.bucket, sink.plan, self.max_listing_lag_seconds, self._interrupted)
         if not self._permissions_known:
             refuse_unremovable_fence(self.bucket, sink.label, finalization.fence_keys[0])
             self._permissions_known = True
