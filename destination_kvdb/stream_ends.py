@@ -133,7 +133,8 @@ class StreamEnds:
         self._unfenced[sink] = finalization
 
     def _fences_riding(self) -> None:
-        """The fences that fit ride in the request being finished (pipeline.next_request), which holds every record before them."""
+        """The fences that fit ride in the request being finished (pipeline.next_request), which holds every record
+        before them."""
         for sink, finalization in list(self._unfenced.items()):
             if not self.packer.ride(finalization.fence_items()):
                 break
