@@ -18,7 +18,16 @@ from destination_kvdb.client import KvdbTransport, RequestRefused, RetryPolicy
 from destination_kvdb.credentials import Credential
 from destination_kvdb.settings import Settings, spec_default
 from destination_kvdb.store import OpRefused, Submit
-from destination_kvdb.transactions import RequestLimit, TxnPacker, delete_op, op_refused, permissions_of, record_in_body, set_op, split_txn
+from destination_kvdb.transactions import (
+    RequestLimit,
+    TxnPacker,
+    delete_op,
+    op_refused,
+    permissions_of,
+    record_in_body,
+    set_op,
+    split_txn,
+)
 
 LIST_PAGE_SIZE = 10_000
 JSON_BODY = {"Content-Type": "application/json"}

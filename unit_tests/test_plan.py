@@ -12,7 +12,8 @@ from integration_tests.support.messages import configured_stream
 
 
 def plan(mode: str, config: dict = {}, **stream: object) -> StreamPlan:
-    return StreamPlan.of(ConfiguredAirbyteStreamSerializer.load(configured_stream("users", mode, **stream)), "run1", Settings.from_config(config))
+    configured = ConfiguredAirbyteStreamSerializer.load(configured_stream("users", mode, **stream))
+    return StreamPlan.of(configured, "run1", Settings.from_config(config))
 
 
 def test_a_plan_names_its_stream_and_where_its_keys_go():
@@ -25,7 +26,11 @@ def test_a_plan_names_its_stream_and_where_its_keys_go():
 
 @pytest.mark.parametrize(
     "mode, stream, marks",
-    [("append_dedup", {"primary_key": [["id"]]}, False), ("append_dedup", {"primary_key": [["id"]], "generation_id": 2, "minimum_generation_id": 2}, True), ("overwrite", {}, False)],
+    [
+        ("append_dedup", {"primary_key": [["id"]]}, False),
+        ("append_dedup", {"primary_key": [["id"]], "generation_id": 2, "minimum_generation_id": 2}, True),
+        ("overwrite", {}, False),
+    ],
 )
 def test_only_a_truncating_dedup_stream_marks_the_keys_it_writes(mode, stream, marks):
     assert plan(mode, **stream).marks_written_keys is marks
