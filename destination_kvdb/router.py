@@ -136,7 +136,7 @@ class Router:
 
     def refused(self, refused: OpRefused) -> AirbyteTracedException:
         """A record KvDB refused, named by its input line and its stream."""
-        return refused_record(refused, self._lines_without_ops, self.sinks.values())
+        return refused_record(refused, self._lines_without_ops, [sink.plan for sink in self.sinks.values()])
 
     def _descriptor_sink(self, number: int, holder: dict[str, msgspec.Raw]) -> Optional[StreamSink]:
         """The sink of a state's or status's stream_descriptor; None for a stream not in the catalog."""
