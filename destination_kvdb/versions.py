@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 
 from destination_kvdb.cursors import Version
 
-IN_MEMORY_KEYS = 50_000  # about 15-20 MB of dict per dedup stream
+IN_MEMORY_KEYS = 100_000  # about 25 MB of dict per dedup stream
 _BITS_PER_KEY = 16  # with 2 probes, about 1.4 % of new keys cost a lookup that finds nothing
 _MASK = (1 << 64) - 1
 _CACHE_KB = 8_192  # SQLite's page cache (default 2 MB): more of the b-tree stays in memory between spills
@@ -88,9 +88,9 @@ class _SpilledVersions:
         return _load(row[0]) if row else None
 
     def put_all(self, versions: dict[str, Version]) -> None:
-        rows = sorted((key, _dump(version)) for key, version in versions.items())
+        rows = ((key, _dump(versions[key])) for key in sorted(versions))  # one row at a time: no second copy in memory
         self._db.executemany("INSERT OR REPLACE INTO versions VALUES (?, ?)", rows)
-        self._added += len(rows)
+        self._added += len(versions)
         if self._added > self._keys.capacity:  # a full filter answers "maybe" too often: a larger one
             (count,) = self._db.execute("SELECT COUNT(*) FROM versions").fetchone()
             self._keys, self._added = _KeyFilter(2 * max(count, self._keys.capacity)), count
