@@ -23,6 +23,7 @@ from destination_kvdb.cursors import Version
 
 IN_MEMORY_KEYS = 100_000  # about 25 MB of dict per dedup stream
 _BITS_PER_KEY = 16  # with 2 probes, about 1.4 % of new keys cost a lookup that finds nothing
+_GROWTH = 4  # a full filter is rebuilt from every key on disk: 4x as large, so 5,000,000 keys rebuild it once
 _MASK = (1 << 64) - 1
 _CACHE_KB = 8_192  # SQLite's page cache (default 2 MB): more of the b-tree stays in memory between spills
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -93,7 +94,7 @@ class _SpilledVersions:
         self._added += len(versions)
         if self._added > self._keys.capacity:  # a full filter answers "maybe" too often: a larger one
             (count,) = self._db.execute("SELECT COUNT(*) FROM versions").fetchone()
-            self._keys, self._added = _KeyFilter(2 * max(count, self._keys.capacity)), count
+            self._keys, self._added = _KeyFilter(_GROWTH * max(count, self._keys.capacity)), count
             keys: Iterable[str] = (key for (key,) in self._db.execute("SELECT key FROM versions"))
         else:
             keys = versions
@@ -129,7 +130,7 @@ class VersionIndex:
 
     def _spill(self) -> None:
         if self._spilled is None:
-            self._spilled = _SpilledVersions(8 * self._in_memory_keys)
+            self._spilled = _SpilledVersions(16 * self._in_memory_keys)
         self._spilled.put_all(self._recent)
         self._recent.clear()
 
