@@ -37,7 +37,7 @@ from destination_kvdb.writer import KvdbWriter  # noqa: E402
 
 def connector_cpu(data: bytes, catalog, records: int) -> float:
     client = KvdbBucket("http://localhost:9", "bucket", "secret")
-    client.send_txn = lambda body: None  # the record path only: no HTTP
+    client.send = lambda body: None  # the record path only: no HTTP
     with tempfile.TemporaryFile() as stdin:  # read as write reads stdin (fd_chunks), from the page cache
         stdin.write(data)
         stdin.seek(0)

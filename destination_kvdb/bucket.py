@@ -1,13 +1,14 @@
-"""The store seam: what the connector needs of a key-value bucket, whatever serves it.
+"""KvDB below the store seam (store.py): one bucket's requests, listings by pages, and the credential.
 
-The writer, finalization, catch-up and check use only the Bucket protocol. KvdbBucket, KvDB's
-implementation, owns the transaction body's format and what to do when KvDB refuses a body as too
-large; client.py below it is HTTP transport only. Unit tests use a fake bucket of their own.
+KvdbBucket is the Store for KvDB: with transactions.py, which spells the ops and packs them, it owns the
+transaction body's format, the request limit, and what to do when KvDB refuses a body as too large (413) or
+refuses one of its ops (400); client.py below it is HTTP transport only. Unit tests use a fake store of their own.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Optional, Protocol
+import sys
+from typing import Iterable, Iterator, Optional
 
 import orjson
 from airbyte_cdk.models import FailureType
@@ -15,34 +16,21 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.client import KvdbTransport, RequestRefused, RetryPolicy
 from destination_kvdb.credentials import Credential
-from destination_kvdb.progress import Usage
 from destination_kvdb.settings import Settings, spec_default
-from destination_kvdb.transactions import OpRefused, RequestLimit, TxnPacker, delete_op, split_txn
+from destination_kvdb.store import OpRefused, Submit
+from destination_kvdb.transactions import (
+    RequestLimit,
+    TxnPacker,
+    delete_op,
+    op_refused,
+    permissions_of,
+    record_in_body,
+    set_op,
+    split_txn,
+)
 
 LIST_PAGE_SIZE = 10_000
 JSON_BODY = {"Content-Type": "application/json"}
-
-
-class Bucket(Protocol):
-    credential: Credential  # what check reports about; the key prefix every key starts with
-    request_limit: RequestLimit  # the largest body to pack; lowered when KvDB refuses one as too large
-    usage: Usage  # requests sent by kind, and KvDB's quota, for progress lines
-
-    def send_txn(self, body: bytes) -> None:
-        """Apply one packed transaction body ({"txn": [...]}), atomically; raise AirbyteTracedException on failure
-        (OpRefused when the store refused one op of it, after applying every op before it and none after)."""
-
-    def transact(self, ops: Iterable[bytes]) -> None:
-        """Apply encoded ops in order, in as few transactions as the limits allow."""
-
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        """Every key under prefix, ascending, each once (as far as the store's listing shows them)."""
-
-    def delete_keys(self, keys: Iterable[str]) -> None:
-        """Delete these keys, in order, in as few transactions as the limits allow."""
-
-    def close(self) -> None:
-        """Release connections."""
 
 
 class KvdbBucket:
@@ -78,8 +66,22 @@ class KvdbBucket:
     def close(self) -> None:
         self.transport.close()
 
+    def batch(self, submit: Submit) -> TxnPacker:
+        return TxnPacker(self.request_limit, submit)
+
+    def delete_batch(self, submit: Submit) -> TxnPacker:
+        return TxnPacker(self.request_limit, submit, max_ops=sys.maxsize)  # KvDB documents no limit on a body's ops
+
+    def send(self, body: bytes) -> None:
+        """Send one body a batch packed (see send_txn); an op KvDB refused is told with its record in the body."""
+        try:
+            self.send_txn(body)
+        except OpRefused as refused:
+            refused.record_in_request = record_in_body(body, refused.index)
+            raise
+
     def send_txn(self, body: bytes, first_op: int = 0) -> None:
-        """Send one prepared transaction body; it is applied atomically or not at all.
+        """Send one transaction body; it is applied atomically or not at all.
 
         A body of several ops that KvDB refuses (413: too large, 400: it cannot apply one of them), or
         that is larger than a limit lowered since it was packed, goes as two halves instead: in order, on
@@ -90,9 +92,7 @@ class KvdbBucket:
         if len(body) > self.request_limit.max_bytes and (halves := split_txn(body)):
             self._send_halves(halves, first_op)
             return
-        # Bodies are compact JSON, and a quote inside a key or value is escaped: `{"set":` is a set op.
-        kind = "write" if b'{"set":' in body else "delete"
-        permissions = ("write",) * (kind == "write") + ("delete",) * (b'{"delete":' in body)
+        kind, permissions = permissions_of(body)
         try:
             self.transport.request("POST", "", kind, "apply a transaction", permissions, data=body, headers=JSON_BODY)
             return
@@ -100,7 +100,7 @@ class KvdbBucket:
             refusal = error
         halves = split_txn(body)
         if halves is None and refusal.status == 400:
-            raise OpRefused(first_op, body, refusal.server_message)
+            raise op_refused(first_op, body, refusal.server_message)
         if halves is None:
             raise AirbyteTracedException(
                 message=f"KvDB refused a request of {len(body)} bytes holding a single operation as too large "
@@ -122,6 +122,9 @@ class KvdbBucket:
         for op in ops:
             packer.add(op)
         packer.flush()
+
+    def put_all(self, items: Iterable[tuple[str, object]]) -> None:
+        self.transact(set_op(key, value) for key, value in items)
 
     def delete_keys(self, keys: Iterable[str]) -> None:
         self.transact(delete_op(key) for key in keys)

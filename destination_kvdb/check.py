@@ -18,12 +18,12 @@ from airbyte_cdk.models import AirbyteConnectionStatus, FailureType, Status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys, settings
-from destination_kvdb.bucket import Bucket, KvdbBucket
+from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.client import RetryPolicy
 from destination_kvdb.config_problems import config_error
 from destination_kvdb.credentials import SYNC_PERMISSIONS, WHO_NEEDS, PermissionRefused
-from destination_kvdb.transactions import set_op
+from destination_kvdb.store import Store
 
 logger = logging.getLogger("airbyte")
 
@@ -57,7 +57,7 @@ def check_connection(config: Any) -> AirbyteConnectionStatus:
     return AirbyteConnectionStatus(status=Status.SUCCEEDED)
 
 
-def probe(bucket: Bucket) -> None:
+def probe(bucket: Store) -> None:
     """Raise a config error naming every permission the credential lacks under key_prefix; leave no key behind."""
     credential = bucket.credential
     scope = credential.scope
@@ -69,7 +69,7 @@ def probe(bucket: Bucket) -> None:
         refused |= _refused(bucket, lambda: bucket.delete_keys([key]))
     written = False
     if not refused & {"write", "delete"}:
-        refused |= _refused(bucket, lambda: bucket.transact([set_op(key, PROBE_VALUE)]))
+        refused |= _refused(bucket, lambda: bucket.put_all([(key, PROBE_VALUE)]))
         written = "write" not in refused
     try:
         if "enumerate" not in refused:
@@ -82,7 +82,7 @@ def probe(bucket: Bucket) -> None:
         raise config_error(_missing_message(bucket, [p for p in SYNC_PERMISSIONS if p in refused], untried))
 
 
-def _refused(bucket: Bucket, attempt: Callable[[], None]) -> set[str]:
+def _refused(bucket: Store, attempt: Callable[[], None]) -> set[str]:
     """The permissions a token's 403 named; an empty set when the attempt succeeded. A secret key refused is simply
     the wrong key: its error stands."""
     try:
@@ -94,7 +94,7 @@ def _refused(bucket: Bucket, attempt: Callable[[], None]) -> set[str]:
     return set()
 
 
-def _list(bucket: Bucket, key: str, written: bool) -> None:
+def _list(bucket: Store, key: str, written: bool) -> None:
     """List the probe key; when it was written, until a listing shows it (KvDB's listings may lag behind writes)."""
     if not written:
         next(bucket.list_keys(key), None)
@@ -107,14 +107,14 @@ def _list(bucket: Bucket, key: str, written: bool) -> None:
         )
 
 
-def _missing_message(bucket: Bucket, missing: list[str], write_untried: bool) -> str:
+def _missing_message(bucket: Store, missing: list[str], write_untried: bool) -> str:
     credential = bucket.credential
     reasons = "; ".join(f"{credential.not_granted(permission)}: {WHO_NEEDS[permission]}" for permission in missing)
     untried = " (write was not tried: without delete, check could not remove its probe key)" if write_untried else ""
     return f"{_capitalized(reasons)}{untried}; {credential.mint_advice()}"
 
 
-def _delete_quietly(bucket: Bucket, key: str) -> None:
+def _delete_quietly(bucket: Store, key: str) -> None:
     try:
         bucket.delete_keys([key])
     except AirbyteTracedException:

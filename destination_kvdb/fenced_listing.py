@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Callable, Iterable, Optional
 
-from destination_kvdb.bucket import Bucket
+from destination_kvdb.store import Store
 from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.keys import FENCE_MARKS
 from destination_kvdb.reader import InputInterrupted
@@ -39,7 +39,7 @@ def fence(prefix: str, token: str) -> list[str]:
 class FencedListing:
     """Listings that count once they show the fence `token`, asked again with backoff until deadline (time.monotonic())."""
 
-    def __init__(self, bucket: Bucket, label: str, token: str, deadline: float, interrupted: Callable[[], bool]):
+    def __init__(self, bucket: Store, label: str, token: str, deadline: float, interrupted: Callable[[], bool]):
         self.bucket = bucket
         self.label = label
         self.token = token

@@ -13,7 +13,6 @@ docs/integrations/destinations/kvdb.md ("Listings that lag behind writes", "Requ
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,18 +23,19 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
-from destination_kvdb.bucket import Bucket
 from destination_kvdb.credentials import PermissionRefused
 from destination_kvdb.fenced_listing import FencedListing, ListingLagged, fence
 from destination_kvdb.progress import counted
 from destination_kvdb.reader import InputInterrupted
-from destination_kvdb.retention import Retention
+from destination_kvdb.plan import StreamPlan
 from destination_kvdb.spill import SpilledKeys, WrittenKeys
-from destination_kvdb.transactions import MAX_OPS_PER_TXN, TxnPacker, delete_op, set_op
+from destination_kvdb.store import Request, Store
+
 
 logger = logging.getLogger("airbyte")
 
 FENCE_VALUE = "destination-kvdb: a sync of this stream is finalizing; this key goes when it ends"
+KEYS_PER_CHUNK = 10_000  # keys in memory at a time while reading a spilled listing
 
 
 @dataclass
@@ -61,29 +61,21 @@ class FinalizationProgress:
 class StreamFinalization:
     """Removes what one stream's retention rules do not keep; `run` only once its fence and records are stored."""
 
-    def __init__(
-        self,
-        bucket: Bucket,
-        prefix: str,
-        label: str,
-        retention: Retention,
-        max_listing_lag_seconds: float,
-        interrupted: Callable[[], bool],
-        dedup: bool,
-    ):
+    def __init__(self, bucket: Store, plan: StreamPlan, max_listing_lag_seconds: float, interrupted: Callable[[], bool]):
         self.bucket = bucket
-        self.prefix = prefix
-        self.retention = retention
+        self.prefix = prefix = plan.prefix
+        self.retention = plan.retention
         self.max_listing_lag_seconds = max_listing_lag_seconds
-        self.progress = FinalizationProgress(label)
+        self.progress = FinalizationProgress(plan.label)
         self._interrupted = interrupted
         self._token = uuid.uuid4().hex[:16]  # names this run's fences
-        self._listed_prefixes = [prefix, keys.markers_prefix(prefix)] if dedup else [prefix]
+        self._listed_prefixes = [prefix, keys.markers_prefix(prefix)] if plan.marks_written_keys else [prefix]
         self.fence_sent = False  # whether the fence may be in the bucket (a body carrying it was sent)
 
-    def fence_ops(self) -> list[bytes]:
-        """The fence's writes, for the batch that carries (or follows) the stream's last records (then set fence_sent)."""
-        return [set_op(key, FENCE_VALUE) for key in self.fence_keys]
+    def fence_items(self) -> list[tuple[str, object]]:
+        """The fence's keys and values, for the batch that carries (or follows) the stream's last records (then set
+        fence_sent)."""
+        return [(key, FENCE_VALUE) for key in self.fence_keys]
 
     def run(self, written: Optional[WrittenKeys]) -> int:
         """Delete the keys the rules do not keep; return how many were deleted. On any failure, or a signal, delete
@@ -110,8 +102,8 @@ class StreamFinalization:
                 self._delete(
                     chain(
                         ((key, False) for key in self.fence_keys),
-                        ((key, True) for chunk in doomed.chunks(MAX_OPS_PER_TXN) for key in chunk),
-                        ((marker, True) for chunk in stale_markers.chunks(MAX_OPS_PER_TXN) for marker in chunk),
+                        ((key, True) for chunk in doomed.chunks(KEYS_PER_CHUNK) for key in chunk),
+                        ((marker, True) for chunk in stale_markers.chunks(KEYS_PER_CHUNK) for marker in chunk),
                     )
                 )
         except ListingLagged:
@@ -147,20 +139,20 @@ class StreamFinalization:
         limit allows (the fence goes with the first); a signal stops them between two requests."""
         in_body = 0
 
-        def send(body: bytes, _conflict_keys: set[str]) -> None:
+        def send(request: Request, _conflict_keys: set[str]) -> None:
             nonlocal in_body
             if self._interrupted():
                 raise InputInterrupted()
-            self.bucket.send_txn(body)
+            self.bucket.send(request)
             self.fence_sent = False
             self.progress.removed += in_body
             in_body = 0
 
-        packer = TxnPacker(self.bucket.request_limit, send, max_ops=sys.maxsize)
+        batch = self.bucket.delete_batch(send)
         for key, counted in doomed:
-            packer.add(delete_op(key))
+            batch.delete(key)
             in_body += counted
-        packer.flush()
+        batch.flush()
 
     def _find_unkept(
         self, listing: FencedListing, written: Optional[WrittenKeys], doomed: SpilledKeys, stale_markers: SpilledKeys
@@ -170,12 +162,12 @@ class StreamFinalization:
         keeps, prefix, foreign = self.retention.keeps, self.prefix, 0
         if written is None:
             with listing.fresh(prefix) as listed:
-                for chunk in listed.chunks(MAX_OPS_PER_TXN):
+                for chunk in listed.chunks(KEYS_PER_CHUNK):
                     doomed.add_all(key for key in chunk if self.retention.removes(prefix, key))
                     foreign += sum(not keys.is_own_key(prefix, key) for key in chunk)
             return foreign
         with SpilledKeys() as kept, listing.fresh(keys.markers_prefix(prefix)) as markers:
-            for chunk in markers.chunks(MAX_OPS_PER_TXN):
+            for chunk in markers.chunks(KEYS_PER_CHUNK):
                 for marker in chunk:
                     parsed = keys.parse_marker(prefix, marker)
                     if parsed and keeps(keys.generation_tag(parsed[0])):
@@ -185,13 +177,13 @@ class StreamFinalization:
                     else:
                         foreign += 1
             with listing.fresh(prefix) as listed:
-                for chunk in listed.chunks(MAX_OPS_PER_TXN):
+                for chunk in listed.chunks(KEYS_PER_CHUNK):
                     own = [key for key in chunk if keys.is_own_key(prefix, key)]
                     foreign += len(chunk) - len(own)
                     doomed.add_all(key for key in own if keys.marker_digest(key) not in kept and key not in written)
         return foreign
 
-def refuse_unremovable_fence(bucket: Bucket, label: str, probe_key: str) -> None:
+def refuse_unremovable_fence(bucket: Store, label: str, probe_key: str) -> None:
     """Raise before a fence is written that this credential could not list or remove; a token that does not say what it
     may do is asked with a delete of a key that does not exist (403 without the permission, else a no-op)."""
     credential = bucket.credential

@@ -17,8 +17,9 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import messages
 from destination_kvdb.messages import TOO_DEEP, WITHOUT_DATA
-from destination_kvdb.sink import RejectedRecord, StreamKey, StreamSink
-from destination_kvdb.transactions import OpRefused
+from destination_kvdb.plan import StreamPlan
+from destination_kvdb.sink import RejectedRecord, StreamKey
+from destination_kvdb.store import OpRefused
 
 _decode_loosely = msgspec.json.Decoder(float_hook=str).decode
 
@@ -34,7 +35,7 @@ def rejected_record(number: int, rejected: RejectedRecord) -> AirbyteTracedExcep
     return _traced(f"input line {number}{separator}{rejected}", rejected.failure_type)
 
 
-def refused_record(refused: OpRefused, lines_without_ops: Sequence[int], sinks: Iterable[StreamSink]) -> AirbyteTracedException:
+def refused_record(refused: OpRefused, lines_without_ops: Sequence[int], plans: Iterable[StreamPlan]) -> AirbyteTracedException:
     """A record KvDB refused to store (400), after the records before it were stored. Its line is its number among
     the records sent plus the lines before it that sent none (in order, as the router noted them: other messages,
     blank lines, superseded dedup versions; never per record sent); its
@@ -42,7 +43,7 @@ def refused_record(refused: OpRefused, lines_without_ops: Sequence[int], sinks: 
     line = refused.record_number
     while (found := refused.record_number + bisect_right(lines_without_ops, line)) != line:
         line = found
-    stream = next((sink.label for sink in sinks if refused.key.startswith(sink.prefix)), "?")
+    stream = next((plan.label for plan in plans if refused.key.startswith(plan.prefix)), "?")
     return _traced(
         f"input line {line}: KvDB refused to store this record of stream '{stream}' (400){refused.reason}; the records "
         f"before it were stored and their states echoed, none after it",

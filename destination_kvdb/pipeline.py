@@ -5,15 +5,13 @@ waits for the requests that carry the records before it (those submitted already
 still being filled, which becomes the next request); when the last of them succeeds, the worker
 that finished it releases the state at once, in arrival order. A failed request stops every
 later state, never an earlier one whose requests all succeeded; when KvDB refused one op of a request
-(OpRefused), the states before that op in the request are released too. The packer submits each finished
-body here; since states wait here, the pipeline also knows how long the oldest has waited for the
-next request, so the writer can send a part-filled batch before it waits too long.
+(OpRefused), the states before that op in the request are released too. The batch submits each finished
+request here; when a part-filled batch goes for a waiting state is state_delay.py's to decide.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Callable, Iterable, Optional
@@ -22,14 +20,14 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.progress import Counted
-from destination_kvdb.transactions import OpRefused, starts_records
+from destination_kvdb.store import OpRefused, Request
 
 
 class AckPipeline:
     """`streams` count the records received (read at each submit: a request holds every record received before it)."""
 
     def __init__(
-        self, send: Callable[[bytes], None], release: Callable[[bytes], None], max_in_flight: int, streams: Iterable[Counted] = ()
+        self, send: Callable[[Request], None], release: Callable[[bytes], None], max_in_flight: int, streams: Iterable[Counted] = ()
     ):
         self._send = send
         self._release = release
@@ -51,12 +49,10 @@ class AckPipeline:
         self._sent_submitted = 0  # of those, the records that made an op (not superseded dedup versions)
         self.records_stored = 0  # the records of every request up to the last one acknowledged in order
         self._streams = streams
-        self._state_waiting_since: Optional[float] = None  # when the oldest state waiting for the next request came
 
-    def submit(self, body: bytes, conflict_keys: set[str]) -> None:
-        """Send a transaction body holding every record received so far; blocks while the pool is full or a request
+    def submit(self, body: Request, conflict_keys: set[str]) -> None:
+        """Send a request holding every record received so far; blocks while the pool is full or a request
         touching the same keys runs."""
-        self._state_waiting_since = None  # every waiting state is now covered by a submitted request
         records = sum(stream.records for stream in self._streams)
         sent = records - sum(stream.superseded for stream in self._streams)  # records with an op: a refused op's number
         self._raise_if_failed()
@@ -78,8 +74,6 @@ class AckPipeline:
     def add_state(self, state_line: bytes, ops_before: int = 0) -> None:
         """Release the state once every request submitted so far succeeded, and the first `ops_before` ops of the next
         one (the batch being filled holds its records)."""
-        if ops_before and self._state_waiting_since is None:
-            self._state_waiting_since = time.monotonic()
         with self._lock:
             self._waiting_states.append((self._submitted + 1, ops_before, state_line))
             self._release_ready_states()
@@ -92,12 +86,6 @@ class AckPipeline:
     def stored_through(self, number: int) -> bool:
         """Whether request `number` and every request before it succeeded."""
         return self._acked_through >= number
-
-    def seconds_until_state_due(self, max_state_delay_seconds: float) -> Optional[float]:
-        """How long the oldest state waiting for the next request may still wait (0: send it now); None if none waits."""
-        if self._state_waiting_since is None:
-            return None
-        return max(0.0, self._state_waiting_since + max_state_delay_seconds - time.monotonic())
 
     def drain(self) -> None:
         """Wait for every request in flight; raise the first failure if there was one."""
@@ -113,13 +101,13 @@ class AckPipeline:
         """The failure of the earliest request that failed (once drained, of all); None if none did."""
         return self._failure
 
-    def _send_and_ack(self, number: int, body: bytes, sent_before: int) -> None:
+    def _send_and_ack(self, number: int, body: Request, sent_before: int) -> None:
         """Runs on a worker: a failure to send, or to print a released state, stops all later states."""
         try:
             try:
                 self._send(body)
             except OpRefused as refused:
-                self._note_refused(number, body, sent_before, refused)
+                self._note_refused(number, sent_before, refused)
                 raise
             with self._lock:
                 self._acked_later.add(number)
@@ -140,11 +128,9 @@ class AckPipeline:
                     self._failure, self._failed_request = error, number
             raise error
 
-    def _note_refused(self, number: int, body: bytes, sent_before: int, refused: OpRefused) -> None:
+    def _note_refused(self, number: int, sent_before: int, refused: OpRefused) -> None:
         """Which record sent the refused op is of; and the states before it in its request may now go."""
-        starts = starts_records(body)
-        # A body starting with a marker continues a record sent before it that `sent_before` did not count yet.
-        refused.record_number = sent_before + sum(starts[: refused.index + 1]) + (not starts[0])
+        refused.record_number = sent_before + refused.record_in_request
         with self._lock:
             if not self._partly_applied[0] or number < self._partly_applied[0]:
                 self._partly_applied = (number, refused.index)

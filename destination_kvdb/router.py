@@ -20,19 +20,22 @@ from destination_kvdb.messages import NOT_READABLE, TOO_DEEP
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import RejectedRecord, StreamKey, StreamSink
+from destination_kvdb.state_delay import StateDelay
+from destination_kvdb.store import Batch, OpRefused
 from destination_kvdb.stream_ends import StreamEnds
-from destination_kvdb.transactions import OpRefused, TxnPacker
 
 
 class Router:
     """Counts the lines done, and the messages that were not records of a known stream."""
 
-    def __init__(self, sinks: dict[StreamKey, StreamSink], packer: TxnPacker, pipeline: AckPipeline, ends: StreamEnds, settings: Settings):
+    def __init__(
+        self, sinks: dict[StreamKey, StreamSink], packer: Batch, pipeline: AckPipeline, states: StateDelay, ends: StreamEnds, settings: Settings
+    ):
         self.sinks = sinks
         self.packer = packer
         self.pipeline = pipeline
+        self.states = states
         self.ends = ends
-        self.max_state_delay_seconds = settings.max_state_delay_seconds
         self._decoder = messages.message_decoder(settings.include_airbyte_metadata)
         self.lines = 0  # input lines fully processed
         self.other_messages = 0  # messages other than records of a known stream
@@ -133,7 +136,7 @@ class Router:
 
     def refused(self, refused: OpRefused) -> AirbyteTracedException:
         """A record KvDB refused, named by its input line and its stream."""
-        return refused_record(refused, self._lines_without_ops, self.sinks.values())
+        return refused_record(refused, self._lines_without_ops, [sink.plan for sink in self.sinks.values()])
 
     def _descriptor_sink(self, number: int, holder: dict[str, msgspec.Raw]) -> Optional[StreamSink]:
         """The sink of a state's or status's stream_descriptor; None for a stream not in the catalog."""
@@ -157,13 +160,8 @@ class Router:
         else:  # GLOBAL and LEGACY states cover every stream
             total = self.records_received
             count, self.records_at_last_global_state = total - self.records_at_last_global_state, total
-        self._add_state(messages.state_echo(message, state, count))
+        self.states.add_state(messages.state_echo(message, state, count))
 
-    def _add_state(self, line: bytes) -> None:
-        """The state waits for the batch holding its records; only max_state_delay_seconds of 0 sends it now."""
-        if self.packer.ops and self.max_state_delay_seconds <= 0:
-            self.packer.flush()
-        self.pipeline.add_state(line, ops_before=self.packer.ops)
 
     def _trace(self, number: int, message: dict[str, msgspec.Raw]) -> None:
         trace = _object_field(number, message, "trace")

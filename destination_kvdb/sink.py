@@ -11,26 +11,22 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
-from airbyte_cdk.models import ConfiguredAirbyteStream, DestinationSyncMode, FailureType
+from airbyte_cdk.models import ConfiguredAirbyteStream, FailureType
 
 from destination_kvdb import keys, messages
-from destination_kvdb.catalog_check import stream_label
 from destination_kvdb.clock import CoarseClock
-from destination_kvdb.config_problems import config_error
-from destination_kvdb.cursors import CursorOrder
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
+from destination_kvdb.plan import StreamPlan
 from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedRecord, RecordValues
-from destination_kvdb.retention import Retention
 from destination_kvdb.settings import Settings
 from destination_kvdb.spill import WrittenKeys
-from destination_kvdb.transactions import SET_START, SET_VALUE, NotAnObject, TxnPacker, delete_op, set_op
+from destination_kvdb.store import Batch, NotAnObject
 from destination_kvdb.versions import VersionIndex
 
 logger = logging.getLogger("airbyte")
 
 CDC_DELETED_AT = "_ab_cdc_deleted_at"
 StreamKey = tuple[Optional[str], str]  # (namespace or None, name): how the router finds a stream's sink
-_KEY_ENDS = tuple(low.encode() + SET_VALUE for low in keys.COUNTER_LOW_HEX)  # the counter's last hex digits, then the value
 
 
 class RejectedRecord(Exception):
@@ -58,28 +54,20 @@ def _nulled_summary(built: Built) -> str:
 
 
 class StreamSink:
-    """One catalog stream: how its records become ops. `written` holds the dedup keys a truncating stream wrote,
-    which its finalization keeps whatever a listing shows."""
+    """One catalog stream's encoder: how its records become ops, by its plan (plan.py). `written` holds the dedup keys
+    a truncating stream wrote, which its finalization keeps whatever a listing shows."""
 
-    def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, packer: TxnPacker, clock: CoarseClock, settings: Settings):
-        stream = configured.stream
-        self.namespace = stream.namespace or None
-        self.label = stream_label(self.namespace, stream.name)
-        self.prefix = keys.stream_prefix(stream.name, self.namespace, settings.key_prefix)
-        self.dedup = configured.destination_sync_mode == DestinationSyncMode.append_dedup
-        self.primary_key = configured.primary_key or []
-        if self.dedup and not self.primary_key:
-            raise config_error(f"stream '{self.label}' uses append_dedup but has no primary key")
-        self.retention = Retention.of(configured, run_id)
-        self.tag = self.retention.tag
-        self.run_id = run_id
-        self.cursor = CursorOrder.of(configured)
+    def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, batch: Batch, clock: CoarseClock, settings: Settings):
+        self.plan = plan = StreamPlan.of(configured, run_id, settings)
+        self.label = plan.label  # its counts' name
+        self._dedup, self._prefix, self._primary_key = plan.dedup, plan.prefix, plan.primary_key
+        self._tag, self._run_id = plan.retention.tag, run_id
         self.values = RecordValues(
-            primary_key=self.primary_key,
-            cursor_field=self.cursor.path,
+            primary_key=plan.primary_key,
+            cursor_field=plan.cursor.path,
             oversized_records=settings.oversized_records,
             include_metadata=settings.include_airbyte_metadata,
-            generation_id=self.retention.generation_id,
+            generation_id=plan.retention.generation_id,
             sync_id=configured.sync_id,
             max_value_bytes=MAX_VALUE_BYTES,
         )
@@ -90,14 +78,16 @@ class StreamSink:
         self.bytes = 0
         self.reduced = 0
         self.records_at_last_state = 0
-        self._add = packer.add
-        self._add_set = packer.add_set
+        self._batch = batch
+        self._set = batch.set
+        self._key_start = batch.key_start
+        self._key_ends = tuple(batch.key_end(low) for low in keys.COUNTER_LOW_HEX)  # the counter's last hex digits
         self._clock = clock
         self._ms = 0
-        self._op_start = b""  # SET_START and the key up to the counter's last two hex digits
-        self.written: Optional[WrittenKeys] = WrittenKeys() if self.dedup and self.retention.truncates else None
+        self._op_start = b""  # the key up to the counter's last two hex digits, as the batch prepared it
+        self.written: Optional[WrittenKeys] = WrittenKeys() if plan.marks_written_keys else None
         self.versions = VersionIndex()  # dedup: the newest version sent per key; a dict that stays empty otherwise
-        self._admit, self._version = self.versions.admit, self.cursor.version
+        self._admit, self._version = self.versions.admit, plan.cursor.version
 
     def write(self, record: messages.Record) -> bool:
         """The hot path: the record's bytes into one op (two for a dedup stream being truncated). True when the record
@@ -107,15 +97,15 @@ class StreamSink:
         if len(value) > self._check_limit:
             value = self._checked(record)
         superseded = False
-        if self.dedup:
+        if self._dedup:
             superseded = self._write_dedup(record, value)
         else:
             low = (self.records + 1) & 0xFF
             if self._clock.ms > self._ms or not low:  # a clock stepping back keeps the last ms: arrival order holds
                 self._ms = max(self._clock.ms, self._ms)
-                self._op_start = SET_START + keys.append_key_head(self.prefix, self._ms, self.tag, self.run_id, self.records + 1).encode()
+                self._op_start = self._key_start(keys.append_key_head(self._prefix, self._ms, self._tag, self._run_id, self.records + 1))
             try:
-                self._add_set(self._op_start, _KEY_ENDS[low], value)
+                self._set(self._op_start, self._key_ends[low], value)
             except NotAnObject as not_an_object:
                 raise _unreadable_data(not_an_object) from None
         self.records += 1
@@ -155,7 +145,7 @@ class StreamSink:
         except NOT_READABLE as unreadable:
             raise _unreadable_data(unreadable) from None
         try:
-            key = keys.dedup_key(self.prefix, keys.primary_key_texts(fields, self.primary_key))
+            key = keys.dedup_key(self._prefix, keys.primary_key_texts(fields, self._primary_key))
         except keys.MissingPrimaryKey as missing:
             raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
         if not self._admit(key, self._version(fields, record.emitted_at)):
@@ -163,11 +153,11 @@ class StreamSink:
             return True
         deleted_at = fields.get(CDC_DELETED_AT)
         if deleted_at is not None and bytes(deleted_at) != b"null":
-            self._add(delete_op(key), key)
+            self._batch.delete(key, key)
             return False
-        self._add_set(SET_START + key.encode(), SET_VALUE, value, key)
+        self._batch.set_key(key, value, key)
         if self.written is not None:
-            self._add(set_op(keys.marker_key(self.prefix, self.retention.generation_id, key), key))
+            self._batch.put(keys.marker_key(self._prefix, self.plan.retention.generation_id, key), key)
             self.written.add(key)
         return False
 

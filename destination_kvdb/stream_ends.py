@@ -18,13 +18,12 @@ from typing import Callable, Iterable, Optional
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.bucket import Bucket
 from destination_kvdb.finalization import StreamFinalization, refuse_unremovable_fence
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import counted
 from destination_kvdb.reader import InputInterrupted, LineBlocks
 from destination_kvdb.sink import StreamSink
-from destination_kvdb.transactions import TxnPacker
+from destination_kvdb.store import Batch, Store
 
 logger = logging.getLogger("airbyte")
 
@@ -32,7 +31,7 @@ logger = logging.getLogger("airbyte")
 class StreamEnds:
     """Which streams completed or were named, and their finalization; `input` is set once the writer reads it."""
 
-    def __init__(self, bucket: Bucket, packer: TxnPacker, pipeline: AckPipeline, max_listing_lag_seconds: float):
+    def __init__(self, bucket: Store, packer: Batch, pipeline: AckPipeline, max_listing_lag_seconds: float):
         self.bucket = bucket
         self.packer = packer
         self.pipeline = pipeline
@@ -56,7 +55,7 @@ class StreamEnds:
         if sink is None or not complete:
             return
         self._completed.add(sink)
-        if sink.retention.truncates:
+        if sink.plan.retention.truncates:
             self._ended(sink)
 
     @property
@@ -83,11 +82,11 @@ class StreamEnds:
         for sink in sinks:
             if sink in self._completed:
                 continue
-            if sink.retention.needs_complete(self.statuses_seen):
+            if sink.plan.retention.needs_complete(self.statuses_seen):
                 incomplete.append(sink)
-            elif sink.retention.truncates and (sink.records or sink in self._named_by_state):
+            elif sink.plan.retention.truncates and (sink.records or sink in self._named_by_state):
                 self._ended(sink)
-            elif sink.retention.truncates:
+            elif sink.plan.retention.truncates:
                 logger.warning(
                     f"stream '{sink.label}': its earlier data was kept: the input ended without any message of it (no "
                     f"record, no state, no stream status), as when a source never read it; to empty it, send a state "
@@ -101,7 +100,7 @@ class StreamEnds:
         for sink in list(self._fenced):
             self._finalize(sink)
         if incomplete:
-            kept = [sink for sink in incomplete if sink.retention.truncates]
+            kept = [sink for sink in incomplete if sink.plan.retention.truncates]
             message = (
                 f"stream(s) {labels(incomplete)} did not report COMPLETE; records received were stored and "
                 f"acknowledged" + (f", and the earlier data of {labels(kept)} was kept" if kept else "")
@@ -127,28 +126,21 @@ class StreamEnds:
         """The stream's records are all received: its fence waits for the next body sent."""
         if sink in self._unfenced or sink in self._fenced or sink in self._started:
             return
-        finalization = StreamFinalization(
-            self.bucket, sink.prefix, sink.label, sink.retention, self.max_listing_lag_seconds, self._interrupted, sink.dedup
-        )
+        finalization = StreamFinalization(self.bucket, sink.plan, self.max_listing_lag_seconds, self._interrupted)
         if not self._permissions_known:
             refuse_unremovable_fence(self.bucket, sink.label, finalization.fence_keys[0])
             self._permissions_known = True
         self._unfenced[sink] = finalization
 
-    def _fences_riding(self, room_bytes: int, room_ops: int) -> list[bytes]:
-        """The fences that fit the body being sent (request pipeline.next_request), which holds every record before them."""
-        riding: list[bytes] = []
+    def _fences_riding(self) -> None:
+        """The fences that fit ride in the request being finished (pipeline.next_request), which holds every record
+        before them."""
         for sink, finalization in list(self._unfenced.items()):
-            ops = finalization.fence_ops()
-            room_bytes -= sum(len(op) + 1 for op in ops)
-            room_ops -= len(ops)
-            if room_bytes < 0 or room_ops < 0:
+            if not self.packer.ride(finalization.fence_items()):
                 break
-            riding += ops
             finalization.fence_sent = True
             del self._unfenced[sink]
             self._fenced[sink] = (self.pipeline.next_request, finalization)
-        return riding
 
     def _finalize(self, sink: StreamSink) -> None:
         """Remove the stream's earlier data, unless a signal arrived: a cancelled sync did not complete."""

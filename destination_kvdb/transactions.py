@@ -1,4 +1,7 @@
-"""Transaction packing: encoded ops written straight into request bodies bounded by bytes and op count."""
+"""KvDB's wire format and its packing: ops written straight into `{"txn": [...]}` bodies bounded by bytes and op count.
+
+The one module that spells KvDB's ops; TxnPacker is the store seam's Batch for KvDB (store.py).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from typing import Callable, Optional
 
 import msgspec
 import orjson
-from airbyte_cdk.models import FailureType
-from airbyte_cdk.utils.traced_exception import AirbyteTracedException
+
+from destination_kvdb.store import NotAnObject, OpRefused
 
 logger = logging.getLogger("airbyte")
 
@@ -19,10 +22,6 @@ TXN_CLOSE = b"]}"
 SET_START = b'{"set":"'
 SET_VALUE = b'","value":'
 OPEN_BRACE = ord("{")
-
-
-class NotAnObject(ValueError):
-    """A record value that is not a JSON object; nothing of it was added."""
 
 
 class RequestLimit:
@@ -52,22 +51,10 @@ class RequestLimit:
         )
 
 
-class OpRefused(AirbyteTracedException):
-    """KvDB refused a body of one op (400); the ops before it in the body as packed were applied, none after it.
-
-    `index` is its place in the body as packed, `key` the key it sets or deletes, `reason` KvDB's words. The
-    pipeline adds `record_number`: which of the sync's records sent the op is of (counted from 1 across streams,
-    superseded dedup versions left out).
-    """
-
-    def __init__(self, index: int, body: bytes, reason: str):
-        op = _decode_op(_decode_txn(body).txn[0])
-        self.index = index
-        self.key = op.set or op.delete or ""
-        self.reason = reason
-        self.record_number: Optional[int] = None
-        message = f"KvDB refused to apply the operation on key '{self.key}' (400){reason}"
-        super().__init__(message=message, internal_message=message, failure_type=FailureType.system_error)
+def op_refused(index: int, body: bytes, reason: str) -> OpRefused:
+    """KvDB refused `body`, a body of one op, the `index`th of the body as packed (400)."""
+    op = _decode_op(_decode_txn(body).txn[0])
+    return OpRefused(index, op.set or op.delete or "", reason)
 
 
 class _Txn(msgspec.Struct):
@@ -94,11 +81,20 @@ def split_txn(body: bytes) -> Optional[tuple[bytes, int, bytes]]:
     return _encode_txn(_Txn(ops[:half])), half, _encode_txn(_Txn(ops[half:]))
 
 
-def starts_records(body: bytes) -> list[bool]:
-    """For each op of a body: whether it begins a record (a set of an object, or a CDC delete) rather than
-    following its record's set (a truncating dedup stream's marker, whose value is a string)."""
+def permissions_of(body: bytes) -> tuple[str, tuple[str, ...]]:
+    """The body's usage kind ("write" when it sets a key, else "delete"), and the permissions applying it needs."""
+    # Bodies are compact JSON, and a quote inside a key or value is escaped: `{"set":` is a set op.
+    writes = b'{"set":' in body
+    return "write" if writes else "delete", ("write",) * writes + ("delete",) * (b'{"delete":' in body)
+
+
+def record_in_body(body: bytes, index: int) -> int:
+    """Which record of the body the `index`th op is of, counted from 1: an op begins a record when it is a set of an
+    object or a CDC delete, not when it follows its record's set (a truncating dedup stream's marker, whose value is
+    a string); a body starting with a marker continues a record sent before it, which counts first."""
     ops = [_decode_op(op) for op in _decode_txn(body).txn]
-    return [op.delete is not None or bytes(op.value)[:1] == b"{" for op in ops]
+    starts = [op.delete is not None or bytes(op.value)[:1] == b"{" for op in ops]
+    return sum(starts[: index + 1]) + (not starts[0])
 
 
 class TxnPacker:
@@ -113,8 +109,7 @@ class TxnPacker:
     def __init__(self, limit: RequestLimit, submit: Callable[[bytes, set[str]], None], max_ops: int = MAX_OPS_PER_TXN):
         self.limit = limit  # read anew for each body: the bucket may lower it at any time
         self.max_ops = max_ops
-        # Ops that go only with a body sent anyway (or by a flush), given the room (bytes, ops) left in it.
-        self.riders: Optional[Callable[[int, int], list[bytes]]] = None
+        self.riders: Optional[Callable[[], None]] = None  # see store.Batch
         self._submit = submit
         self._reset()
 
@@ -124,9 +119,17 @@ class TxnPacker:
         self._slots = self.max_ops
         self._conflict_keys: set[str] = set()
 
-    def add_set(self, op_start: bytes, key_end: bytes, value: bytes, conflict_key: Optional[str] = None) -> None:
-        """Add the op op_start + key_end + value + "}": op_start is SET_START plus the start of a JSON-safe
-        ASCII key, key_end the rest of the key plus SET_VALUE, value an encoded JSON object.
+    def key_start(self, text: str) -> bytes:
+        """SET_START and the start of a JSON-safe ASCII key."""
+        return SET_START + text.encode()
+
+    def key_end(self, text: str) -> bytes:
+        """The rest of a JSON-safe ASCII key, and SET_VALUE."""
+        return text.encode() + SET_VALUE
+
+    def set(self, op_start: bytes, key_end: bytes, value: bytes, conflict_key: Optional[str] = None) -> None:
+        """Add the op op_start + key_end + value + "}" (op_start and key_end from key_start and key_end), value an
+        encoded JSON object.
 
         Callers that reuse a key start build both pieces once. `value` may be any buffer (a record's raw
         bytes); checking its first byte here, once it is in the body, is far cheaper than looking into it before.
@@ -147,6 +150,23 @@ class TxnPacker:
         if conflict_key is not None:
             self._conflict_keys.add(conflict_key)
 
+    def set_key(self, key: str, value: bytes, conflict_key: Optional[str] = None) -> None:
+        self.set(SET_START + key.encode(), SET_VALUE, value, conflict_key)
+
+    def put(self, key: str, value: object, conflict_key: Optional[str] = None) -> None:
+        self.add(set_op(key, value), conflict_key)
+
+    def delete(self, key: str, conflict_key: Optional[str] = None) -> None:
+        self.add(delete_op(key), conflict_key)
+
+    def ride(self, items: list[tuple[str, object]]) -> bool:
+        ops = [set_op(key, value) for key, value in items]
+        if sum(len(op) + 1 for op in ops) > self._room or len(ops) > self._slots:
+            return False
+        for op in ops:
+            self.add(op)
+        return True
+
     def add(self, op: bytes, conflict_key: Optional[str] = None) -> None:
         """Add any encoded op."""
         if len(op) + 1 > self._room or not self._slots:
@@ -165,11 +185,7 @@ class TxnPacker:
 
     def flush(self) -> None:
         if self.riders is not None:
-            for op in self.riders(self._room, self._slots):
-                self._body += op
-                self._body += b","
-                self._room -= len(op) + 1
-                self._slots -= 1
+            self.riders()
         if self._slots < self.max_ops:
             self._body[-1:] = TXN_CLOSE
             body, conflict_keys = bytes(self._body), self._conflict_keys

@@ -21,8 +21,9 @@ from typing import Iterable, Optional
 
 from destination_kvdb.cursors import Version
 
-IN_MEMORY_KEYS = 50_000  # about 15-20 MB of dict per dedup stream
+IN_MEMORY_KEYS = 100_000  # about 25 MB of dict per dedup stream
 _BITS_PER_KEY = 16  # with 2 probes, about 1.4 % of new keys cost a lookup that finds nothing
+_GROWTH = 4  # a full filter is rebuilt from every key on disk: 4x as large, so 5,000,000 keys rebuild it once
 _MASK = (1 << 64) - 1
 _CACHE_KB = 8_192  # SQLite's page cache (default 2 MB): more of the b-tree stays in memory between spills
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -88,12 +89,12 @@ class _SpilledVersions:
         return _load(row[0]) if row else None
 
     def put_all(self, versions: dict[str, Version]) -> None:
-        rows = sorted((key, _dump(version)) for key, version in versions.items())
+        rows = ((key, _dump(versions[key])) for key in sorted(versions))  # one row at a time: no second copy in memory
         self._db.executemany("INSERT OR REPLACE INTO versions VALUES (?, ?)", rows)
-        self._added += len(rows)
+        self._added += len(versions)
         if self._added > self._keys.capacity:  # a full filter answers "maybe" too often: a larger one
             (count,) = self._db.execute("SELECT COUNT(*) FROM versions").fetchone()
-            self._keys, self._added = _KeyFilter(2 * max(count, self._keys.capacity)), count
+            self._keys, self._added = _KeyFilter(_GROWTH * max(count, self._keys.capacity)), count
             keys: Iterable[str] = (key for (key,) in self._db.execute("SELECT key FROM versions"))
         else:
             keys = versions
@@ -129,7 +130,7 @@ class VersionIndex:
 
     def _spill(self) -> None:
         if self._spilled is None:
-            self._spilled = _SpilledVersions(8 * self._in_memory_keys)
+            self._spilled = _SpilledVersions(16 * self._in_memory_keys)
         self._spilled.put_all(self._recent)
         self._recent.clear()
 

@@ -19,7 +19,6 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalog
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
-from destination_kvdb.bucket import Bucket
 from destination_kvdb.catalog_check import check_catalog
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
@@ -27,9 +26,10 @@ from destination_kvdb.progress import Progress, counted
 from destination_kvdb.reader import InputInterrupted, LineBlocks
 from destination_kvdb.router import Router
 from destination_kvdb.settings import Settings
+from destination_kvdb.state_delay import StateDelay
 from destination_kvdb.sink import StreamKey, StreamSink
+from destination_kvdb.store import OpRefused, Store
 from destination_kvdb.stream_ends import StreamEnds, no_input
-from destination_kvdb.transactions import OpRefused, TxnPacker
 
 logger = logging.getLogger("airbyte")
 
@@ -43,7 +43,7 @@ class KvdbWriter:
     def __init__(
         self,
         catalog: ConfiguredAirbyteCatalog,
-        bucket: Bucket,
+        bucket: Store,
         emit: Callable[[bytes], None],
         settings: Settings,
         progress: Optional[Progress] = None,
@@ -52,19 +52,20 @@ class KvdbWriter:
         self.settings = settings
         self.progress = progress or Progress(bucket.usage)
         self.sinks: dict[StreamKey, StreamSink] = {}
-        self.pipeline = AckPipeline(bucket.send_txn, emit, settings.max_requests_in_flight, self.sinks.values())
-        self.packer = TxnPacker(bucket.request_limit, self.pipeline.submit)
+        self.pipeline = AckPipeline(bucket.send, emit, settings.max_requests_in_flight, self.sinks.values())
+        self.packer = bucket.batch(self.pipeline.submit)
         self.ends = StreamEnds(bucket, self.packer, self.pipeline, settings.max_listing_lag_seconds)
         self.clock = CoarseClock()
         try:
             run_id = keys.new_run_id()
             for configured in catalog.streams:
                 sink = StreamSink(configured, run_id, self.packer, self.clock, settings)
-                self.sinks[(sink.namespace, configured.stream.name)] = sink
+                self.sinks[(sink.plan.namespace, sink.plan.name)] = sink
         except BaseException:
             self.clock.stop()
             raise
-        self.router = Router(self.sinks, self.packer, self.pipeline, self.ends, settings)
+        self.states = StateDelay(self.packer, self.pipeline, settings.max_state_delay_seconds)
+        self.router = Router(self.sinks, self.packer, self.pipeline, self.states, self.ends, settings)
 
     def write(self, blocks: LineBlocks) -> None:
         """Process the whole input, then end the sync; on any error or signal store and ack what came before."""
@@ -91,21 +92,20 @@ class KvdbWriter:
                 logger.info(f"stream '{sink.label}': {counted(sink.reduced, 'record')} reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
 
     def _read(self, blocks: LineBlocks) -> None:
-        delay, state_due_in, route, ends = self.settings.max_state_delay_seconds, self.pipeline.seconds_until_state_due, self.router.block, self.ends
+        route, ends, states = self.router.block, self.ends, self.states
         while (block := blocks.next_block(self._wait_seconds())) is not None:
             if block:
                 route(block)
                 self.progress.maybe_report(self.sinks.values())
             elif ends.unfenced or ends.waiting:  # the input idles after a stream ended: it need not wait for more records
                 self.router.store_all()
-            if state_due_in(delay) == 0.0:  # a state has waited its longest for the batch: send it part-filled
-                self.packer.flush()
+            states.send_if_due()  # a state has waited its longest for the batch: send it part-filled
             if ends.waiting:  # completed streams whose records are stored by now
                 ends.finalize_stored()
 
     def _wait_seconds(self) -> Optional[float]:
         """How long to wait for input: until a state is due, and briefly when a stream ended (None: for ever)."""
-        due = self.pipeline.seconds_until_state_due(self.settings.max_state_delay_seconds)
+        due = self.states.seconds_until_due()
         if self.ends.unfenced or self.ends.waiting:
             return ENDED_STREAM_IDLE_SECONDS if due is None else min(due, ENDED_STREAM_IDLE_SECONDS)
         return due

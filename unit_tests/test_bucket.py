@@ -12,7 +12,8 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.bucket import KvdbBucket
-from destination_kvdb.transactions import OpRefused, RequestLimit, delete_op, set_op
+from destination_kvdb.store import OpRefused
+from destination_kvdb.transactions import RequestLimit, delete_op, set_op
 from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, SECRET, random_ops
 
 
@@ -59,7 +60,7 @@ def test_a_refused_body_is_sent_as_two_halves_in_order_byte_for_byte(clock, kvdb
     refusing_bodies_over(kvdb, respond, len(body) - 1)
     bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=len(body) + 10)
 
-    bucket.send_txn(body)
+    bucket.send(body)
 
     sent = [request.body for request in kvdb.requests]
     assert sent[0] == body
@@ -101,7 +102,7 @@ def test_a_body_packed_before_the_limit_was_lowered_is_split_before_sending(cloc
     body = b'{"txn":[' + b",".join(ops) + b"]}"
     bucket.request_limit.max_bytes = len(body) // 3
 
-    bucket.send_txn(body)
+    bucket.send(body)
 
     assert [op for request in kvdb.requests for op in raw_ops(request.body)] == ops
     assert all(len(request.body) <= bucket.request_limit.max_bytes for request in kvdb.requests)
@@ -113,7 +114,7 @@ def test_a_single_op_refused_as_too_large_is_a_clear_error(clock, kvdb, respond,
     bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=65536)
 
     with pytest.raises(AirbyteTracedException) as raised:
-        bucket.send_txn(body)
+        bucket.send(body)
 
     assert raised.value.failure_type == FailureType.system_error
     assert raised.value.message == (
@@ -133,9 +134,10 @@ def test_a_refused_op_is_found_by_halving_after_the_ops_before_it_are_applied(cl
     bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=65536)
 
     with pytest.raises(OpRefused) as raised:
-        bucket.send_txn(body)
+        bucket.send(body)
 
     assert (raised.value.index, raised.value.key, raised.value.reason) == (6, "k6", ": txn op 0: value cannot be stored")
+    assert raised.value.record_in_request == 7  # every op here is a record's: k6's is the seventh
     assert sorted(kvdb.store) == [f"k{i}" for i in range(6)]  # every op before it, none after
     sent = [raw_ops(request.body) for request in kvdb.requests]
     assert len(sent) == len({tuple(ops) for ops in sent})  # no body sent twice

@@ -67,7 +67,7 @@ RETRYABLE = [500, 502, 503, 429, requests.ConnectionError, requests.Timeout, req
 def test_retries_then_succeeds_resending_the_same_keys(client, clock, patch_send, respond, kind, failures):
     send = patch_send([failure(kind, respond) for _ in range(failures)] + [respond(200)])
 
-    client.send_txn(BODY)
+    client.send(BODY)
 
     assert send.call_count == failures + 1
     assert sent_bodies(send) == [BODY] * (failures + 1)  # byte for byte: a retry writes the very same keys
@@ -86,7 +86,7 @@ def test_retried_listing_succeeds(client, clock, patch_send, respond):
 def test_every_attempt_carries_the_bearer_secret(client, clock, patch_send, respond):
     send = patch_send([respond(500), requests.ConnectionError("reset"), respond(200)])
 
-    client.send_txn(BODY)
+    client.send(BODY)
 
     assert [call.args[0].headers["Authorization"] for call in send.call_args_list] == [f"Bearer {SECRET}"] * 3
     assert all(call.args[0].headers["Accept"] == "application/json" for call in send.call_args_list)
@@ -101,7 +101,7 @@ def test_client_errors_are_not_retried(client, clock, patch_send, respond, statu
     send = patch_send([respond(status, "bad request"), respond(200)])
 
     with pytest.raises(AirbyteTracedException):
-        client.send_txn(body)
+        client.send(body)
 
     assert send.call_count == 1
     assert clock.sleeps == []
@@ -114,7 +114,7 @@ def test_client_errors_are_not_retried(client, clock, patch_send, respond, statu
 def test_retry_after_is_honoured(client, clock, patch_send, respond, status):
     send = patch_send([respond(status, headers={"Retry-After": "7"}), respond(200)])
 
-    client.send_txn(BODY)
+    client.send(BODY)
 
     assert clock.sleeps == [7.0]  # not the ≤1 s backoff of the first attempt
     assert send.call_count == 2
@@ -125,7 +125,7 @@ def test_used_up_quota_waits_until_the_window_resets(client, clock, patch_send, 
     quota_headers = {"X-Ratelimit-Limit": "1000", "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(reset)}
     send = patch_send([respond(429, headers=quota_headers), respond(200)])
 
-    client.send_txn(BODY)
+    client.send(BODY)
 
     assert send.call_count == 2
     assert len(clock.sleeps) == 1
@@ -152,7 +152,7 @@ def test_rate_limit_wait_beyond_the_maximum_fails_at_once(client, clock, patch_s
     send = patch_send([respond(429, headers=headers(spec)) for spec in answers] + [respond(200)])
 
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send_txn(BODY)
+        client.send(BODY)
 
     assert raised.value.failure_type == FailureType.transient_error
     assert "600 s" in raised.value.message and "max_rate_limit_wait_seconds" in raised.value.message
@@ -173,7 +173,7 @@ def test_endless_429_with_zero_retry_after_eventually_fails(client, clock, patch
 
     patch_send(send)
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send_txn(BODY)
+        client.send(BODY)
     assert raised.value.failure_type == FailureType.transient_error
 
 
@@ -200,7 +200,7 @@ def test_gives_up_after_max_retry_seconds(client, clock, patch_send, respond, ca
 
     send_mock = patch_send(send)
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send_txn(BODY)
+        client.send(BODY)
 
     error = raised.value
     assert error.failure_type == FailureType.transient_error
@@ -238,7 +238,7 @@ def test_backoff_bounds_are_reached(mocker):
 def test_retry_delays_grow_until_the_cap(client, clock, patch_send, respond):
     patch_send([respond(500) for _ in range(6)] + [respond(200)])
 
-    client.send_txn(BODY)
+    client.send(BODY)
 
     ceilings = [1, 2, 4, 8, 8, 8]
     assert len(clock.sleeps) == len(ceilings)
@@ -251,7 +251,7 @@ def test_retry_delays_grow_until_the_cap(client, clock, patch_send, respond):
 # --- status mapping ------------------------------------------------------------------------------
 
 CALLS = {
-    "transaction": lambda client: client.send_txn(BODY),
+    "transaction": lambda client: client.send(BODY),
     "listing": lambda client: list(client.list_keys("users__ab__")),
 }
 
@@ -288,7 +288,7 @@ def test_rejected_transaction_quotes_the_servers_short_message(client, clock, pa
     patch_send([respond(400, "value too large\nmore detail that is not quoted\n")])
 
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send_txn(ONE_OP)
+        client.send(ONE_OP)
 
     assert raised.value.failure_type == FailureType.system_error
     assert "value too large" in raised.value.message
@@ -354,8 +354,8 @@ def test_usage_counts_every_attempt_by_kind_and_keeps_the_latest_quota(client, c
     assert client.usage.counts() == {"write": 0, "list": 0, "delete": 0}
     assert client.usage.quota_remaining is None and client.usage.quota_resets_at is None
 
-    client.send_txn(BODY)  # three attempts: each spends quota
-    client.send_txn(DELETE_BODY)  # deletes only (a key that reads like a set op is still a key)
+    client.send(BODY)  # three attempts: each spends quota
+    client.send(DELETE_BODY)  # deletes only (a key that reads like a set op is still a key)
     assert list(client.list_keys("")) == ["a"]
 
     assert client.usage.counts() == {"write": 3, "list": 1, "delete": 2}
@@ -366,8 +366,8 @@ def test_usage_counts_every_attempt_by_kind_and_keeps_the_latest_quota(client, c
 def test_usage_ignores_quota_headers_it_cannot_read(client, clock, patch_send, respond):
     patch_send([respond(200, headers={"X-Ratelimit-Remaining": "12", "X-Ratelimit-Reset": "soon"}), respond(200, headers={"X-Ratelimit-Remaining": "lots"})])
 
-    client.send_txn(BODY)
-    client.send_txn(BODY)
+    client.send(BODY)
+    client.send(BODY)
 
     assert (client.usage.quota_remaining, client.usage.quota_resets_at) == (12, None)
 
@@ -390,7 +390,7 @@ def test_the_secret_never_appears(client, clock, patch_send, respond, caplog, sc
     send = patch_send(SECRET_SCENARIOS[scenario](respond))
 
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send_txn(ONE_OP)
+        client.send(ONE_OP)
 
     assert_no_secret(raised.value, client, caplog)
     assert SECRET not in str(raised.value.as_airbyte_message())
@@ -415,7 +415,7 @@ def test_a_secret_http_cannot_carry_is_refused_before_any_request(patch_send, se
 def test_a_latin_1_secret_is_sent_as_is(patch_send, respond, secret):
     send = patch_send([respond(200)])
 
-    KvdbBucket(BASE_URL, BUCKET, secret, policy=POLICY).send_txn(BODY)
+    KvdbBucket(BASE_URL, BUCKET, secret, policy=POLICY).send(BODY)
 
     assert send.call_args_list[0].args[0].headers["Authorization"] == f"Bearer {secret}"
 
@@ -424,6 +424,6 @@ def test_messages_name_the_server_without_credentials_in_its_url(patch_send):
     patch_send([requests.ConnectionError("refused")] * 50)
     client = KvdbBucket("http://admin:hunter2@127.0.0.1:9", BUCKET, SECRET, policy=RetryPolicy(max_retry_seconds=0))
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send_txn(b'{"txn":[]}')
+        client.send(b'{"txn":[]}')
     assert "http://127.0.0.1:9" in raised.value.message
     assert "hunter2" not in raised.value.message

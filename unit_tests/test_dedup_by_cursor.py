@@ -22,9 +22,8 @@ from hypothesis import strategies as st
 
 from destination_kvdb import messages, sink
 from destination_kvdb.settings import Settings
-from destination_kvdb.transactions import TxnPacker
 from destination_kvdb.versions import VersionIndex
-from integration_tests.support.fake_bucket import FakeBucket
+from unit_tests.fake_store import FakeStore
 from integration_tests.support.messages import configured_stream
 
 MISSING = "<no cursor field>"
@@ -36,8 +35,8 @@ FLUSH = "flush"
 
 def run_history(history: list, cursor_format: Optional[str], in_memory_keys: int) -> dict[str, bytes]:
     """The bucket after a sink wrote the history (records and batch boundaries) in order."""
-    bucket = FakeBucket()
-    packer = TxnPacker(bucket.request_limit, lambda body, _keys: bucket.send_txn(body))
+    bucket = FakeStore()
+    packer = bucket.batch(lambda request, _keys: bucket.send(request))
     configured = configured_stream("users", "append_dedup", primary_key=[["id"]])
     configured["cursor_field"] = ["c"]
     configured["stream"]["json_schema"] = {"properties": {"c": {"type": "string", **({"format": cursor_format} if cursor_format else {})}}}

@@ -15,8 +15,10 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import keys
 from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.check import CHECK_LAG_WAIT_SECONDS
+from destination_kvdb.cursors import CursorOrder
 from destination_kvdb.keys import FENCE_MARKS
 from destination_kvdb.finalization import StreamFinalization
+from destination_kvdb.plan import StreamPlan
 from destination_kvdb.spill import WrittenKeys
 from destination_kvdb.retention import Retention
 from integration_tests.support.fake_kvdb import (
@@ -91,15 +93,19 @@ def finalization():
     retention = Retention(overwrite=True, generation_id=2, minimum_generation_id=2, sync_id=None, run_id="abc123")
 
     def build(max_listing_lag_seconds: float) -> StreamFinalization:
-        return fenced(StreamFinalization(client, "users__ab__", "users", retention, max_listing_lag_seconds, lambda: False, dedup=False))
+        return fenced(StreamFinalization(client, users_plan(retention, dedup=False), max_listing_lag_seconds, lambda: False))
 
     yield build
     client.close()
 
 
+def users_plan(retention: Retention, dedup: bool) -> StreamPlan:
+    return StreamPlan("users", None, "users", "users__ab__", dedup, [["id"]] if dedup else [], CursorOrder([], {}), retention)
+
+
 def fenced(finalization: StreamFinalization) -> StreamFinalization:
     """Its fence stored, as the sync's last write batch stores it before the stream is finalized."""
-    finalization.bucket.transact(finalization.fence_ops())
+    finalization.bucket.put_all(finalization.fence_items())
     finalization.fence_sent = True
     return finalization
 
@@ -150,7 +156,7 @@ def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_sho
     retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id="abc123")
 
     try:
-        removed = fenced(StreamFinalization(client, "users__ab__", "users", retention, 300, lambda: False, dedup=True)).run(written)
+        removed = fenced(StreamFinalization(client, users_plan(retention, dedup=True), 300, lambda: False)).run(written)
     finally:
         client.close()
         written.close()
@@ -185,7 +191,7 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
     written = WrittenKeys()  # this process wrote none of them
 
     try:
-        fenced(StreamFinalization(client, "users__ab__", "users", retention, 300, lambda: False, dedup=True)).run(written)
+        fenced(StreamFinalization(client, users_plan(retention, dedup=True), 300, lambda: False)).run(written)
     finally:
         client.close()
         written.close()

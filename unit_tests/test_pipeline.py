@@ -10,7 +10,7 @@ import pytest
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.pipeline import AckPipeline
-from destination_kvdb.transactions import OpRefused
+from destination_kvdb.store import OpRefused
 
 
 class GatedSend:
@@ -105,7 +105,7 @@ def test_states_before_an_op_kvdb_refused_are_released_once_earlier_requests_suc
     def send(body: bytes) -> None:
         gated(body)
         if body == r2:
-            raise OpRefused(2, b'{"txn":[{"set":"k2","value":{}}]}', ": value cannot be stored")
+            raise OpRefused(2, "k2", ": value cannot be stored", record_in_request=3)
 
     gated, released = GatedSend(), []
     pipeline = AckPipeline(send, released.append, max_in_flight=3)

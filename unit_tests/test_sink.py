@@ -16,8 +16,7 @@ from airbyte_cdk.models import ConfiguredAirbyteStreamSerializer, FailureType
 from destination_kvdb import messages
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import RejectedRecord, StreamSink
-from destination_kvdb.transactions import TxnPacker
-from integration_tests.support.fake_bucket import FakeBucket
+from unit_tests.fake_store import FakeStore
 from integration_tests.support.messages import configured_stream
 
 EPOCH_MS = 1_700_000_000_000
@@ -31,8 +30,8 @@ class Sync:
     """One sink writing into a fake bucket through a real packer; `stored()` sends what is batched and reads back."""
 
     def __init__(self, mode: str = "append", settings: Settings = SETTINGS, **stream: object):
-        self.bucket = FakeBucket()
-        self.packer = TxnPacker(self.bucket.request_limit, lambda body, _keys: self.bucket.send_txn(body))
+        self.bucket = FakeStore()
+        self.packer = self.bucket.batch(lambda request, _keys: self.bucket.send(request))
         self.clock = SimpleNamespace(ms=EPOCH_MS)
         configured = ConfiguredAirbyteStreamSerializer.load(configured_stream("users", mode, **stream))
         self.sink = StreamSink(configured, RUN_ID, self.packer, self.clock, settings)

@@ -7,7 +7,7 @@ import random
 import orjson
 import pytest
 
-from destination_kvdb.transactions import SET_START, SET_VALUE, RequestLimit, TxnPacker, set_op
+from destination_kvdb.transactions import RequestLimit, TxnPacker, set_op
 from integration_tests.support.fake_kvdb import random_ops
 
 
@@ -74,26 +74,25 @@ def test_packer_fills_a_body_to_exactly_max_bytes():
 
 
 @pytest.mark.parametrize("max_bytes", [60, 200, 1000])
-def test_add_set_packs_the_same_ops_as_add(max_bytes):
+def test_set_packs_the_same_ops_as_add(max_bytes):
     rng = random.Random(3)
     records = [(f"users__ab__{i:03x}", {"id": i, "pad": "p" * rng.randint(0, 90)}) for i in range(80)]
-    via_add_set, via_add = Sent(), Sent()
-    fast = TxnPacker(RequestLimit(max_bytes), via_add_set, max_ops=7)
+    via_set, via_add = Sent(), Sent()
+    fast = TxnPacker(RequestLimit(max_bytes), via_set, max_ops=7)
     plain = TxnPacker(RequestLimit(max_bytes), via_add, max_ops=7)
     for i, (key, value) in enumerate(records):
-        head, tail = key[:-3].encode(), key[-3:].encode()
         if i % 5:
-            fast.add_set(SET_START + head, tail + SET_VALUE, orjson.dumps(value), conflict_key=key)
+            fast.set(fast.key_start(key[:-3]), fast.key_end(key[-3:]), orjson.dumps(value), conflict_key=key)
         else:
             fast.add(set_op(key, value), conflict_key=key)
         plain.add(set_op(key, value), conflict_key=key)
     fast.flush()
     plain.flush()
 
-    assert via_add_set.bodies == via_add.bodies  # same bytes, same cuts
-    assert via_add_set.conflict_keys == via_add.conflict_keys
-    assert [op for txn in via_add_set.ops() for op in txn] == [{"set": key, "value": value} for key, value in records]
-    assert all(len(body) <= max_bytes or len(txn) == 1 for body, txn in zip(via_add_set.bodies, via_add_set.ops()))
+    assert via_set.bodies == via_add.bodies  # same bytes, same cuts
+    assert via_set.conflict_keys == via_add.conflict_keys
+    assert [op for txn in via_set.ops() for op in txn] == [{"set": key, "value": value} for key, value in records]
+    assert all(len(body) <= max_bytes or len(txn) == 1 for body, txn in zip(via_set.bodies, via_set.ops()))
 
 
 def test_an_oversized_op_travels_alone():

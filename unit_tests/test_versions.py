@@ -41,3 +41,18 @@ def test_many_spills_keep_every_keys_version():
     assert not any(index.admit(f"k{key}", (3, start + timedelta(seconds=key - 1), 2)) for key in range(3_000))
     assert all(index.admit(f"k{key}", (3, start + timedelta(seconds=key), 2)) for key in range(3_000))
     index.close()
+
+
+def test_a_key_that_comes_back_between_spills_keeps_its_newest_version_on_disk():
+    """A key read back from disk and sent again is spilled again: the file then holds the newer version."""
+    index = VersionIndex(in_memory_keys=2)
+    start = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    assert index.admit("a", (3, start, 1))
+    assert index.admit("b", (3, start, 2))
+    assert index.admit("c", (3, start, 3))  # "a" and "b" go to disk
+    assert index.admit("a", (3, start + timedelta(hours=2), 4))
+    assert index.admit("d", (3, start, 5))  # "c" and "a" (its newer version) go to disk
+    assert index.admit("e", (3, start, 6))
+    assert not index.admit("a", (3, start + timedelta(hours=1), 7))
+    assert index.admit("a", (3, start + timedelta(hours=2), 8))
+    index.close()

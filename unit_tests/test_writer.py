@@ -14,7 +14,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
-from integration_tests.support.fake_bucket import FakeBucket
+from unit_tests.fake_store import FakeStore
 from integration_tests.support.messages import catalog, configured_stream, stream_state, stream_status
 
 SETTINGS = Settings.from_config({})
@@ -41,7 +41,7 @@ class Run:
     bucket held when each was echoed."""
 
     def __init__(self, *streams: dict, settings: Settings = SETTINGS, old_keys: tuple[str, ...] = ()):
-        self.bucket = FakeBucket()
+        self.bucket = FakeStore()
         self.bucket.store.update({name + OLD_KEY: b"{}" for name in old_keys})
         self.states: list[dict] = []
         self.stored_at_echo: list[int] = []

@@ -1,0 +1,41 @@
+"""The store seam holds: KvDB's wire format is spelled in one module, and the sync above the seam never imports KvDB's
+implementation (so another store is another Store and Batch, and nothing above them changes)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import destination_kvdb
+
+PACKAGE = Path(destination_kvdb.__file__).parent
+KVDB = {"bucket", "transactions", "client"}  # below the seam
+WIRE = ('{"set"', '{"delete"', '{"txn"')
+
+
+def imports(module: str) -> set[str]:
+    """The package's modules that `module` imports."""
+    found = set()
+    for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("destination_kvdb."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.ImportFrom) and node.module == "destination_kvdb":
+            found |= {alias.name for alias in node.names}
+    return found
+
+
+def test_only_transactions_spells_kvdbs_ops():
+    spelling = [path.name for path in sorted(PACKAGE.glob("*.py")) if any(op in path.read_text() for op in WIRE)]
+
+    assert spelling == ["transactions.py"]
+
+
+def test_the_sync_reaches_kvdb_only_through_the_store_seam():
+    reached, todo = set(), ["writer"]
+    while todo:
+        module = todo.pop()
+        if module not in reached:
+            reached.add(module)
+            todo += imports(module)
+
+    assert "store" in reached and not reached & KVDB, sorted(reached & KVDB)
