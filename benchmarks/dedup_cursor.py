@@ -66,7 +66,7 @@ def run_once(path: Path, cursor: str) -> tuple[float, int]:
     """CPU seconds of one write of the workload, and the ops it sent."""
     from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
     from destination_kvdb.bucket import KvdbBucket
-    from destination_kvdb.reader import LineBlocks, stream_chunks
+    from destination_kvdb.reader import LineBlocks, fd_chunks
     from destination_kvdb.settings import Settings
     from destination_kvdb.writer import KvdbWriter
 
@@ -81,7 +81,7 @@ def run_once(path: Path, cursor: str) -> tuple[float, int]:
     configured = ConfiguredAirbyteCatalogSerializer.load(catalog(cursor))
     with open(path, "rb") as stdin:
         started = time.process_time()
-        KvdbWriter(configured, bucket, lambda state: None, Settings.from_config({})).write(LineBlocks(stream_chunks(stdin)))
+        KvdbWriter(configured, bucket, lambda state: None, Settings.from_config({})).write(LineBlocks(fd_chunks(stdin.fileno())))
         return time.process_time() - started, ops
 
 

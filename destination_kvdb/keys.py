@@ -158,13 +158,10 @@ COUNTER_LOW_HEX = tuple(f"{low:02x}" for low in range(256))
 
 
 def append_key_head(prefix: str, epoch_ms: int, tag: str, run_id: str, counter: int) -> str:
-    """An append key without the counter's last two hex digits, so writers can reuse it 256 times."""
+    """An append key without the counter's last two hex digits (COUNTER_LOW_HEX[counter & 0xFF]), so a writer reuses
+    it for 256 records. Keys sort by arrival time; the tag tells which sync wrote it, the run id and counter which
+    process and record."""
     return f"{prefix}{epoch_ms:013d}.{tag}.{run_id}.{counter >> 8:06x}"
-
-
-def append_key(prefix: str, epoch_ms: int, tag: str, run_id: str, counter: int) -> str:
-    """Keys sort by arrival time; the tag tells which sync wrote it, the run id and counter which process and record."""
-    return append_key_head(prefix, epoch_ms, tag, run_id, counter) + COUNTER_LOW_HEX[counter & 0xFF]
 
 
 def append_key_tag(prefix: str, key: str) -> Optional[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import BinaryIO, Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Optional, Union
 
 CHUNK_BYTES = 1 << 18
 QUEUED_CHUNKS = 8
@@ -20,13 +20,6 @@ _WAKE = object()
 
 class InputInterrupted(Exception):
     """Reading stopped before the end of input (a signal): what was read may be stored, but nothing may be finalized."""
-
-
-def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
-    """Whatever the stream has, up to CHUNK_BYTES at a time, without waiting to fill a chunk."""
-    read = getattr(stream, "read1", stream.read)
-    while chunk := read(CHUNK_BYTES):
-        yield chunk
 
 
 def fd_chunks(fd: int) -> Iterator[bytes]:

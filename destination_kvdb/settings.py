@@ -57,10 +57,6 @@ class Settings:
         names = [spec_field.name for spec_field in dataclasses.fields(cls)]
         return cls(**{name: config.get(name, spec_default(name)) for name in names})
 
-    def but(self, **changes: Any) -> "Settings":
-        """A copy with some fields changed (tests and benchmarks)."""
-        return dataclasses.replace(self, **changes)
-
 
 def validated(config: Any) -> Settings:
     """The config as Settings, its secrets registered for masking first; a config error naming (never quoting) what is wrong."""

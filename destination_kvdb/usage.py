@@ -12,7 +12,7 @@ class RequestUsage:
     Every attempt counts, answered or not, retries included: each may spend KvDB's hourly quota.
     """
 
-    KINDS = ("write", "list", "delete", "read")
+    KINDS = ("write", "list", "delete")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

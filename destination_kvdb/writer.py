@@ -13,7 +13,7 @@ arrived before is stored and its states echoed.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from airbyte_cdk.models import ConfiguredAirbyteCatalog
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
@@ -23,7 +23,7 @@ from destination_kvdb.catalog_check import check_catalog
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import Progress, counted
-from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
+from destination_kvdb.reader import InputInterrupted, LineBlocks
 from destination_kvdb.router import Router
 from destination_kvdb.settings import Settings
 from destination_kvdb.state_delay import StateDelay
@@ -66,10 +66,6 @@ class KvdbWriter:
             raise
         self.states = StateDelay(self.packer, self.pipeline, settings.max_state_delay_seconds)
         self.router = Router(self.sinks, self.packer, self.pipeline, self.states, self.ends, settings)
-
-    def write_lines(self, lines: Iterable[bytes]) -> None:
-        """Lines ending in a newline, e.g. a file or the CDK's in-process messages."""
-        self.write(LineBlocks(line_chunks(line.rstrip(b"\n") for line in lines)))
 
     def write(self, blocks: LineBlocks) -> None:
         """Process the whole input, then end the sync; on any error or signal store and ack what came before."""

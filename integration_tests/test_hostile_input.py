@@ -7,7 +7,7 @@ Properties, for any valid input with one hostile line inserted:
     stored: no state is ever echoed past a record that was not stored, and nothing after the bad line is written.
 
 Most examples drive KvdbWriter in-process against a local server (fast); a few run the real connector for the
-exit-code path. Shapes the writer currently mishandles are pinned by strict xfail tests (FINDING in the reason).
+exit-code path.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from destination_kvdb import keys
 from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.client import RetryPolicy
+from destination_kvdb.reader import LineBlocks, line_chunks
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.connector import run_check, run_write
@@ -165,7 +166,7 @@ def write_in_process(server: LocalKvdbServer, bucket: LocalBucket, lines: list[b
     error: Optional[BaseException] = None
     try:
         settings = Settings.from_config({"max_requests_in_flight": 2, "oversized_records": "fail"})
-        KvdbWriter(CATALOG_MODEL, client, emitted.append, settings).write_lines(line + b"\n" for line in lines)
+        KvdbWriter(CATALOG_MODEL, client, emitted.append, settings).write(LineBlocks(line_chunks(lines)))
     except BaseException as raised:  # the property inspects what escaped
         error = raised
     finally:

@@ -16,10 +16,11 @@ from integration_tests.support.fake_kvdb import FakeKvdb, http_response
 
 @pytest.fixture
 def clock(mocker) -> FakeClock:
-    """Patches sleep and monotonic as the client sees them; no test ever waits."""
+    """The unit tests' one fake clock: patches time.sleep and time.monotonic themselves, so every module that calls
+    them through `time` (the client, progress, catch_up, ...) sees it; no test ever waits."""
     fake = FakeClock()
-    fake.sleep_mock = mocker.patch("destination_kvdb.client.time.sleep", side_effect=fake.sleep)
-    mocker.patch("destination_kvdb.client.time.monotonic", side_effect=fake.monotonic)
+    fake.sleep_mock = mocker.patch("time.sleep", side_effect=fake.sleep)
+    mocker.patch("time.monotonic", side_effect=fake.monotonic)
     return fake
 
 

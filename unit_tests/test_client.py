@@ -351,14 +351,14 @@ def test_usage_counts_every_attempt_by_kind_and_keeps_the_latest_quota(client, c
             respond(200, b'["a"]', headers=quota(995)),
         ]
     )
-    assert client.usage.counts() == {"write": 0, "list": 0, "delete": 0, "read": 0}
+    assert client.usage.counts() == {"write": 0, "list": 0, "delete": 0}
     assert client.usage.quota_remaining is None and client.usage.quota_resets_at is None
 
     client.send(BODY)  # three attempts: each spends quota
     client.send(DELETE_BODY)  # deletes only (a key that reads like a set op is still a key)
     assert list(client.list_keys("")) == ["a"]
 
-    assert client.usage.counts() == {"write": 3, "list": 1, "delete": 2, "read": 0}
+    assert client.usage.counts() == {"write": 3, "list": 1, "delete": 2}
     assert client.usage.quota_remaining == 995
     assert client.usage.quota_resets_at == 1_700_003_600
 

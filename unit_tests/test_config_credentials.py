@@ -16,10 +16,12 @@ from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.credentials import Credential
 from destination_kvdb.destination import DestinationKvdb
 from destination_kvdb.keys import FENCE_MARKS
+from destination_kvdb.reader import LineBlocks, line_chunks
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, PROBE_PREFIX, is_list
 from integration_tests.support.messages import catalog, configured_stream, record, stream_status
+from unit_tests.append_keys import append_key
 
 TOKEN = "tok-" + "Q" * 40
 TOKEN_CONFIG = {"bucket_id": "bkt", "access_token": TOKEN, "key_prefix": "team1/", "base_url": "https://kvdb.test"}
@@ -149,8 +151,8 @@ LARGEST_ID = 2**63 - 1
 def test_keys_under_the_longest_key_prefix_stay_within_128_bytes(key_prefix):
     prefix = keys.stream_prefix(LONGEST_NAME, "~" * 100, key_prefix)
     written = [
-        keys.append_key(prefix, 9_999_999_999_999, keys.generation_tag(LARGEST_ID), "z" * keys.RUN_ID_CHARS, 2**32 - 1),
-        keys.append_key(prefix, 9_999_999_999_999, keys.sync_tag(LARGEST_ID), "z" * keys.RUN_ID_CHARS, 2**32 - 1),
+        append_key(prefix, 9_999_999_999_999, keys.generation_tag(LARGEST_ID), "z" * keys.RUN_ID_CHARS, 2**32 - 1),
+        append_key(prefix, 9_999_999_999_999, keys.sync_tag(LARGEST_ID), "z" * keys.RUN_ID_CHARS, 2**32 - 1),
         keys.dedup_key(prefix, ["x" * 300]),
         keys.marker_key(prefix, LARGEST_ID, "live"),
         *(listed + mark + "f" * 16 for listed in (prefix, keys.markers_prefix(prefix)) for mark in FENCE_MARKS),
@@ -169,10 +171,6 @@ def test_an_empty_key_prefix_keeps_todays_layout():
 OTHER_KEYS = {"team1": 1, "team1x/users__ab__k.1": 2, "users__ab__k.1": 3, "team0/~": 4, "zzz": 5}
 
 
-def _line(message: dict) -> bytes:
-    return orjson.dumps(message) + b"\n"
-
-
 def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, clock):
     """Overwrite, a truncating dedup refresh with CDC deletes and an append: every key set or deleted, and every
     listing's prefix, starts with key_prefix; the bucket's other keys stay."""
@@ -189,7 +187,7 @@ def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, cl
     settings = Settings.from_config({"key_prefix": "team1/"})
     writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load(catalog(*streams)), client, lambda line: None, settings)
     try:
-        writer.write_lines(_line(message) for message in [*records, *statuses])
+        writer.write(LineBlocks(line_chunks(orjson.dumps(message) for message in [*records, *statuses])))
     finally:
         client.close()
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from destination_kvdb import keys
 from destination_kvdb.config_problems import key_prefix_problem
 from destination_kvdb.settings import connection_specification
+from unit_tests.append_keys import append_key
 
 LARGEST_ID = keys.LARGEST_TAG_ID
 # Names that spell separators, escapes and the hashed form of a long name, next to arbitrary text.
@@ -58,9 +59,9 @@ def keys_of(prefix: str, generation: int, sync_id: int, run_id: str, values: lis
     """One key of every kind the connector writes for a stream (fences included)."""
     dedup = keys.dedup_key(prefix, pk_texts(values))
     written = [
-        keys.append_key(prefix, 9_999_999_999_999, keys.generation_tag(generation), run_id, 2**32 - 1),
-        keys.append_key(prefix, 0, keys.sync_tag(sync_id), run_id, 0),
-        keys.append_key(prefix, 1_700_000_000_000, keys.run_tag(run_id), run_id, 255),
+        append_key(prefix, 9_999_999_999_999, keys.generation_tag(generation), run_id, 2**32 - 1),
+        append_key(prefix, 0, keys.sync_tag(sync_id), run_id, 0),
+        append_key(prefix, 1_700_000_000_000, keys.run_tag(run_id), run_id, 255),
         dedup,
         keys.marker_key(prefix, generation, dedup),
     ]

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from destination_kvdb import keys
+from unit_tests.append_keys import append_key
 
 AWKWARD_NAMES = ["users", "a", "a_", "_a", "a__ab", "a__ab_", "a__ab__x", "a__ns__b", "x__abg__1", "a b", "é", "a%5F", "~a", "", "a.b", "a-b"]
 
@@ -30,7 +31,7 @@ def test_no_stream_prefix_starts_another_streams_keys():
     prefixes = _all_prefixes()
     samples = {
         stream: [
-            keys.append_key(prefix, 1700000000000, "g0", "abc123", 1),
+            append_key(prefix, 1700000000000, "g0", "abc123", 1),
             keys.dedup_key(prefix, ["ab__x"]),
             keys.marker_key(prefix, 3, prefix + "k.1"),
         ]
@@ -58,14 +59,14 @@ def test_long_names_are_shortened_readably_and_distinctly():
 @pytest.mark.parametrize("name", ["n" * 300, "é" * 200, "a__b" * 80])
 def test_keys_never_exceed_128_bytes(name):
     prefix = keys.stream_prefix(name, name)
-    assert len(keys.append_key(prefix, 9999999999999, keys.generation_tag(2**63 - 1), "zzzzzz", 2**32 - 1).encode()) <= 128
+    assert len(append_key(prefix, 9999999999999, keys.generation_tag(2**63 - 1), "zzzzzz", 2**32 - 1).encode()) <= 128
     assert len(keys.dedup_key(prefix, ["x" * 500, "y" * 500]).encode()) <= 128
     assert len(keys.marker_key(prefix, 2**62, "z" * 128).encode()) <= 128
 
 
 def test_append_keys_sort_in_arrival_order_and_carry_their_tag():
     prefix = keys.stream_prefix("orders")
-    written = [keys.append_key(prefix, ms, "g7", "abc123", counter) for ms, counter in [(1700000000000, 1), (1700000000000, 2), (1700000000001, 3), (1700000000001, 16)]]
+    written = [append_key(prefix, ms, "g7", "abc123", counter) for ms, counter in [(1700000000000, 1), (1700000000000, 2), (1700000000001, 3), (1700000000001, 16)]]
     assert written == sorted(written)
     assert written[0] == "orders__ab__1700000000000.g7.abc123.00000001"
     assert [keys.append_key_tag(prefix, key) for key in written] == ["g7"] * 4
@@ -128,7 +129,7 @@ def test_dedup_keys_are_stable_and_distinguish_composite_parts():
 
 def test_keys_are_json_safe_ascii():
     prefix = keys.stream_prefix('we"ird\\name', "ns\n")
-    for key in [keys.append_key(prefix, 1, "g0", "abc123", 1), keys.dedup_key(prefix, ['q"uote\\', '{"b":1,"a":2}'])]:
+    for key in [append_key(prefix, 1, "g0", "abc123", 1), keys.dedup_key(prefix, ['q"uote\\', '{"b":1,"a":2}'])]:
         assert key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
 
 

@@ -32,6 +32,7 @@ from integration_tests.support.fake_kvdb import (
     is_list,
     is_read,
 )
+from unit_tests.append_keys import append_key
 
 
 def lagging(stale_reads: int, stale_lists: int):
@@ -82,8 +83,8 @@ def test_check_says_what_it_saw_when_the_lag_outlasts_its_budget(kvdb, clock, ca
     assert clock.elapsed <= 30
 
 
-OLD_KEY = keys.append_key("users__ab__", 1_700_000_000_000, keys.generation_tag(1), "abc123", 1)
-CURRENT_KEY = keys.append_key("users__ab__", 1_700_000_000_001, keys.generation_tag(2), "abc123", 1)
+OLD_KEY = append_key("users__ab__", 1_700_000_000_000, keys.generation_tag(1), "abc123", 1)
+CURRENT_KEY = append_key("users__ab__", 1_700_000_000_001, keys.generation_tag(2), "abc123", 1)
 
 
 @pytest.fixture
@@ -203,7 +204,7 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
 def test_a_pass_that_lags_is_dropped_on_its_first_page_and_deletes_go_by_bytes_not_10000_at_a_time(kvdb, clock, finalization):
     """25,000 old keys (three pages): each stale pass costs one listing request, and the deletes go in two 1 MiB
     requests (three of 10,000 keys before 0.6.0)."""
-    old = {keys.append_key("users__ab__", 1_600_000_000_000, keys.generation_tag(1), "abc123", n): {"n": n} for n in range(25_000)}
+    old = {append_key("users__ab__", 1_600_000_000_000, keys.generation_tag(1), "abc123", n): {"n": n} for n in range(25_000)}
     kvdb.store.update(old)
     kvdb.max_requests = 20
     kvdb.override = lagging(stale_reads=0, stale_lists=0)

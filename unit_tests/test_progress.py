@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-from destination_kvdb import progress as progress_module
 from destination_kvdb.usage import RequestUsage
 from destination_kvdb.progress import Progress
 
@@ -17,20 +16,15 @@ class Stream:
     bytes: int = 0
 
 
-@pytest.fixture
-def now(mocker):
-    return mocker.patch.object(progress_module.time, "monotonic", return_value=100.0)
-
-
-def test_reports_per_stream_counts_and_rate_once_per_interval(now, caplog):
+def test_reports_per_stream_counts_and_rate_once_per_interval(clock, caplog):
     progress = Progress(interval_seconds=30)
     streams = [Stream("users", 1500, 3_000_000), Stream("public.orders", 500, 1_000_000)]
 
-    now.return_value = 110.0
+    clock.advance(10)
     progress.maybe_report(streams)
     assert caplog.messages == []  # before the interval: silent
 
-    now.return_value = 130.0
+    clock.advance(20)
     progress.maybe_report(streams)
     progress.maybe_report(streams)  # same moment: still one line
     assert caplog.messages == [
@@ -38,7 +32,7 @@ def test_reports_per_stream_counts_and_rate_once_per_interval(now, caplog):
         "public.orders: 500 records, 1.0 MB, 17 records/s; users: 1500 records, 3.0 MB, 50 records/s"
     ]
 
-    now.return_value = 161.0
+    clock.advance(31)
     progress.maybe_report(streams)
     assert len(caplog.messages) == 2
 
@@ -64,15 +58,15 @@ RESET_AT = datetime(2024, 5, 1, 14, 0, 0, tzinfo=timezone.utc).timestamp()
             "; requests: 12 write, 1 list, 1 delete; quota left 988, resets 14:00:00 UTC",
             id="with-quota",
         ),
-        pytest.param({"read": 2, "write": 1}, {}, "; requests: 1 write, 2 read", id="server-without-quota-headers"),
+        pytest.param({"delete": 2, "write": 1}, {}, "; requests: 1 write, 2 delete", id="server-without-quota-headers"),
         pytest.param({}, {"X-Ratelimit-Remaining": "5"}, "; requests: none; quota left 5", id="quota-without-reset"),
     ],
 )
-def test_progress_and_summary_lines_include_requests_and_quota(now, caplog, kinds, quota_headers, expected):
+def test_progress_and_summary_lines_include_requests_and_quota(clock, caplog, kinds, quota_headers, expected):
     progress = Progress(usage=usage_after(kinds, quota_headers), interval_seconds=30)
     streams = [Stream("users", 1000, 2_000_000)]
 
-    now.return_value = 130.0
+    clock.advance(30)
     progress.maybe_report(streams)
     progress.report("sync finished", streams)
 

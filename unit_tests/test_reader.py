@@ -9,11 +9,12 @@ from destination_kvdb.reader import CHUNK_BYTES, LineBlocks, fd_chunks
 
 def all_lines(chunks: list[bytes]) -> list[bytes]:
     blocks = LineBlocks(iter(chunks))
-    lines: list[bytes] = []
+    taken: list[bytes] = []
     while (block := blocks.next_block(timeout=None)) is not None:
-        assert block.endswith(b"\n") or not chunks[-1].endswith(b"\n"), "only the input's last line may lack its newline"
-        lines.extend(block.splitlines())
-    return lines
+        taken.append(block)
+    assert all(block.endswith(b"\n") for block in taken[:-1]), "a block ended inside a line"
+    assert b"".join(taken) == b"".join(chunks), "the blocks are not the input byte for byte"
+    return b"".join(taken).splitlines()
 
 
 def chunked(data: bytes, size: int) -> list[bytes]:
@@ -45,4 +46,5 @@ def test_chunks_of_a_file_descriptor_are_its_bytes(tmp_path):
         chunks = list(fd_chunks(fd))
     finally:
         os.close(fd)
-    assert b"".join(chunks) == data and max(len(chunk) for chunk in chunks) <= CHUNK_BYTES
+    assert b"".join(chunks) == data
+    assert len(chunks) > 1  # read in pieces: the input is larger than one chunk

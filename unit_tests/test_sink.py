@@ -7,6 +7,7 @@ reading KvDB would: keys under the stream's prefix, values byte for byte as the 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -126,13 +127,13 @@ def test_a_record_kvdb_cannot_take_is_refused_and_nothing_of_it_is_stored(mode, 
 
 def test_an_oversized_record_fails_or_is_reduced_as_the_settings_say():
     large = b'{"id": 1, "body": "' + b"x" * 20_000 + b'"}'
-    failing = Sync("append", SETTINGS.but(oversized_records="fail"))
+    failing = Sync("append", replace(SETTINGS, oversized_records="fail"))
     with pytest.raises(RejectedRecord) as refused:
         failing.write(large)
     assert "is 20018 bytes as JSON, over KvDB's limit of 16384 bytes per value" in str(refused.value)
     assert refused.value.failure_type == FailureType.config_error
 
-    reducing = Sync("append", SETTINGS.but(oversized_records="null_fields"))
+    reducing = Sync("append", replace(SETTINGS, oversized_records="null_fields"))
     reducing.write(large)
     [value] = reducing.stored().values()
     assert value.startswith(b'{"id":1,"body":null') and reducing.sink.reduced == 1

@@ -39,3 +39,13 @@ def test_written_keys_hold_no_descriptor_and_leave_no_file(monkeypatch, tmp_path
     assert "k.0" in written and "k.24" in written and "k.25" not in written
     written.close()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_spilled_set_leaves_no_file_once_closed(monkeypatch, tmp_path):
+    monkeypatch.setattr(SpilledKeys, "MEMORY_KEYS", 3)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    with SpilledKeys() as spilled:
+        spilled.add_all(["k.1", "k.2", "k.3", "k.4"])
+        assert list(tmp_path.iterdir()) != []  # past MEMORY_KEYS: on disk
+        assert len(spilled) == 4
+    assert list(tmp_path.iterdir()) == []

@@ -3,6 +3,7 @@ which streams' earlier data goes at their end, and how a bad line is named."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import orjson
@@ -10,14 +11,14 @@ import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.reader import InputInterrupted, LineBlocks
+from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
 from unit_tests.fake_store import FakeStore
 from integration_tests.support.messages import catalog, configured_stream, stream_state, stream_status
 
 SETTINGS = Settings.from_config({})
-EACH_STATE_SENDS = SETTINGS.but(max_state_delay_seconds=0)  # every state ends a request: one request per state
+EACH_STATE_SENDS = replace(SETTINGS, max_state_delay_seconds=0)  # every state ends a request: one request per state
 OLD_KEY = "__ab__0000000000001.g0.00000000"  # a key an earlier sync wrote, under any stream's prefix
 
 
@@ -56,7 +57,7 @@ class Run:
 
     def write(self, lines: list[bytes]) -> "Run":
         try:
-            self.writer.write_lines(text + b"\n" for text in lines)
+            self.writer.write(LineBlocks(line_chunks(lines)))
         except (AirbyteTracedException, InputInterrupted) as error:
             self.error = error
         return self
@@ -89,7 +90,7 @@ def test_a_state_is_echoed_only_once_the_records_before_it_are_stored():
 
 def test_a_failed_request_stops_every_later_state_and_fails_the_sync():
     lines = records_each_with_a_state(5)
-    run = Run(configured_stream("a"), settings=EACH_STATE_SENDS.but(max_requests_in_flight=1))
+    run = Run(configured_stream("a"), settings=replace(EACH_STATE_SENDS, max_requests_in_flight=1))
     run.bucket.refuse = lambda ops: any(value == b'{"id":3}' for _, value in ops)
     run.write(lines)
 
