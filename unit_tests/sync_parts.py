@@ -1,0 +1,73 @@
+"""A sync's parts wired as writer.py wires them (sinks, batch, pipeline, state delay, stream ends, router), over the
+in-memory FakeStore: for the unit tests of router.py and stream_ends.py, which drive the parts one call at a time."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import orjson
+from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
+
+from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.router import Router
+from destination_kvdb.settings import Settings
+from destination_kvdb.sink import StreamSink
+from destination_kvdb.state_delay import StateDelay
+from destination_kvdb.stream_ends import StreamEnds
+from integration_tests.support.messages import catalog
+from unit_tests.fake_store import FakeStore
+
+SETTINGS = Settings.from_config({})
+OLD_KEY = "__ab__0000000000001.g0.00000000"  # a key an earlier sync wrote, under any stream's prefix
+
+
+def record_line(stream: str, data: bytes) -> bytes:
+    return b'{"type":"RECORD","record":{"stream":"' + stream.encode() + b'","data":' + data + b',"emitted_at":1}}'
+
+
+def line(message: dict) -> bytes:
+    return orjson.dumps(message)
+
+
+class SyncParts:
+    """`echoed` the states released, as bytes; `stored_at_echo` how many keys the store held at each. Call close()."""
+
+    def __init__(self, *streams: dict, settings: Settings = SETTINGS, old_keys: tuple[str, ...] = ()):
+        self.store = FakeStore()
+        self.store.store.update({name + OLD_KEY: b"{}" for name in old_keys})
+        self.echoed: list[bytes] = []
+        self.stored_at_echo: list[int] = []
+        self.sinks: dict = {}
+        self.requests_go = threading.Event()  # cleared: a request sent stays in flight, not stored, until it is set
+        self.requests_go.set()
+        self.pipeline = AckPipeline(self._send, self._echo, 1, self.sinks.values())
+        self.batch = self.store.batch(self.pipeline.submit)
+        self.ends = StreamEnds(self.store, self.batch, self.pipeline, settings.max_listing_lag_seconds)
+        clock = SimpleNamespace(ms=1_700_000_000_000)
+        for configured in ConfiguredAirbyteCatalogSerializer.load(catalog(*streams)).streams:
+            sink = StreamSink(configured, "abc123", self.batch, clock, settings)
+            self.sinks[(sink.plan.namespace, sink.plan.name)] = sink
+        self.states = StateDelay(self.batch, self.pipeline, settings.max_state_delay_seconds)
+        self.router = Router(self.sinks, self.batch, self.pipeline, self.states, self.ends, settings)
+
+    def _send(self, request) -> None:
+        self.requests_go.wait()
+        self.store.send(request)
+
+    def _echo(self, state: bytes) -> None:
+        self.echoed.append(state)
+        self.stored_at_echo.append(len(self.store.store))
+
+    def sink(self, name: str, namespace=None) -> StreamSink:
+        return self.sinks[(namespace, name)]
+
+    def route(self, *lines: bytes) -> None:
+        """The lines as one block, as the reader hands them over."""
+        self.router.block(b"".join(text + b"\n" for text in lines))
+
+    def close(self) -> None:
+        self.requests_go.set()
+        self.pipeline.close()
+        for sink in self.sinks.values():
+            sink.close()
