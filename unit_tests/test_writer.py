@@ -15,19 +15,10 @@ from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
 from unit_tests.fake_store import FakeStore
+from unit_tests.sync_parts import OLD_KEY, SETTINGS, line, record_line
 from integration_tests.support.messages import catalog, configured_stream, stream_state, stream_status
 
-SETTINGS = Settings.from_config({})
 EACH_STATE_SENDS = replace(SETTINGS, max_state_delay_seconds=0)  # every state ends a request: one request per state
-OLD_KEY = "__ab__0000000000001.g0.00000000"  # a key an earlier sync wrote, under any stream's prefix
-
-
-def record_line(stream: str, data: bytes) -> bytes:
-    return b'{"type":"RECORD","record":{"stream":"' + stream.encode() + b'","data":' + data + b',"emitted_at":1}}'
-
-
-def line(message: dict) -> bytes:
-    return orjson.dumps(message)
 
 
 def records_each_with_a_state(count: int) -> list[bytes]:
