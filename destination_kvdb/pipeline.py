@@ -45,8 +45,7 @@ class AckPipeline:
         self._failed_request = 0  # the earliest request that failed; its failure is the one to tell
         self._release_failed = False
         self._records_through: dict[int, int] = {}  # request number -> records received before it was sent
-        self._records_submitted = 0  # records received before the last request was sent
-        self._sent_submitted = 0  # of those, the records that made an op (not superseded dedup versions)
+        self._sent_submitted = 0  # records that made an op (not superseded dedup versions) before the last request
         self.records_stored = 0  # the records of every request up to the last one acknowledged in order
         self._streams = streams
 
@@ -68,7 +67,7 @@ class AckPipeline:
         number = self._submitted
         self._records_through[number] = records
         future = self._executor.submit(self._send_and_ack, number, body, self._sent_submitted)
-        self._records_submitted, self._sent_submitted = records, sent
+        self._sent_submitted = sent
         self._in_flight[number] = (future, conflict_keys)
 
     def add_state(self, state_line: bytes, ops_before: int = 0) -> None:
