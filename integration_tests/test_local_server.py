@@ -385,6 +385,16 @@ def test_listing_limit_defaults_to_10000(kvdb_bucket):
     assert len(list_keys(kvdb_bucket, format="json").json()) == 10000
 
 
+def test_listing_limit_is_honoured_above_the_default_unless_capped(filled_bucket):
+    """KvDB documents no maximum for `limit`; the list_limit_cap fault shows a service that caps it silently."""
+    for start in (0, 6000):  # the server takes at most 10,000 ops per txn
+        txn(filled_bucket, [{"set": f"m{i:05d}", "value": i} for i in range(start, start + 6000)])
+    assert len(list_keys(filled_bucket, format="json", prefix="m", limit=20000).json()) == 12000
+    filled_bucket.server.set_faults(list_limit_cap=5)
+    assert list_keys(filled_bucket, format="json", prefix="k", skip=1, limit=20000).json() == ["k01", "k02", "k03", "k04", "k05"]
+    assert list_keys(filled_bucket, format="json", prefix="k", limit=3).json() == ["k00", "k01", "k02"]
+
+
 def test_listing_formats(kvdb_bucket):
     txn(kvdb_bucket, [{"set": "a", "value": 7}, {"set": "b", "value": "two\nlines"}, {"set": "c", "value": {"x": 1}}])
     text = list_keys(kvdb_bucket)
@@ -603,7 +613,7 @@ def test_seeded_faults_repeat_the_same_sequence(kvdb_bucket):
 
 
 def test_invalid_fault_settings_are_rejected(local_kvdb):
-    for bad in [{"error_500_rate": 1.5}, {"latency_ms": -1}, {"retry_after_seconds": 0.5}, {"seed": "x"}, {"chaos": 1}]:
+    for bad in [{"error_500_rate": 1.5}, {"latency_ms": -1}, {"retry_after_seconds": 0.5}, {"list_limit_cap": 0}, {"seed": "x"}, {"chaos": 1}]:
         with pytest.raises(ValueError):
             local_kvdb.set_faults(**bad)
     assert local_kvdb.faults()["error_500_rate"] == 0.0
@@ -624,6 +634,7 @@ def test_admin_faults_endpoint_reads_and_changes_settings(kvdb_bucket):
         "max_body_bytes": 32 * 1024 * 1024,
         "read_lag_seconds": 0.0,
         "refused_value_text": None,
+        "list_limit_cap": None,
     }
     changed = requests.post(admin, json={"error_429_rate": 1.0, "retry_after_seconds": 0})
     assert (changed.status_code, changed.json()["error_429_rate"]) == (200, 1.0)

@@ -41,7 +41,8 @@ class LocalKvdbServer:
     (and nothing across a restart). max_body_bytes: larger request bodies get 413 (None: no limit); it is a
     fault setting, so set_faults(max_body_bytes=...) and POST /_admin/faults change it while running.
     set_faults(read_lag_seconds=L) makes key reads and listings show the bucket as it was L seconds earlier
-    (changes made while a lag is set); items(), get_value() and raw_value() always show it as it is."""
+    (changes made while a lag is set); items(), get_value() and raw_value() always show it as it is.
+    set_faults(list_limit_cap=C) makes a listing return at most C keys whatever `limit` it asks for."""
 
     def __init__(
         self,
@@ -86,7 +87,7 @@ class LocalKvdbServer:
             raise RuntimeError("server already running")
         store = KvStore(self.db_path, self._clock, history_seconds=self._read_lag_seconds)
         rate_limiter = FixedWindowRateLimiter(*self._rate_limit, clock=self._clock) if self._rate_limit else None
-        api = KvdbApi(store, self._clock, self._max_txn_ops, self._read_lag_seconds)
+        api = KvdbApi(store, self._clock, self._max_txn_ops, self._read_lag_seconds, lambda: self._faults.settings.list_limit_cap)
         try:
             httpd = KvdbHttpServer(
                 (self.host, self.port), api, self._faults, self._stats, rate_limiter, self._verbose

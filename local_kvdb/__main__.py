@@ -30,6 +30,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--read-lag-seconds", type=float, default=0.0, help="key reads and listings show the bucket as it was this long ago"
     )
+    parser.add_argument(
+        "--list-limit-cap", type=int, help="a listing returns at most this many keys, whatever its `limit` (default: no cap)"
+    )
     parser.add_argument("--seed", type=int)
     parser.add_argument("--max-txn-ops", type=int, default=DEFAULT_MAX_TXN_OPS)
     parser.add_argument(
@@ -51,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "drop_after_commit_rate": args.drop_after_commit_rate,
         "latency_ms": args.latency_ms,
         "read_lag_seconds": args.read_lag_seconds,
+        "list_limit_cap": args.list_limit_cap,
         "seed": args.seed,
     }
     try:

@@ -52,10 +52,18 @@ def resolve_route(method: str, path: str) -> Route:
 
 
 class KvdbApi:
-    def __init__(self, store: KvStore, clock: Callable[[], float], max_txn_ops: int, read_lag: Callable[[], float] = lambda: 0.0):
+    def __init__(
+        self,
+        store: KvStore,
+        clock: Callable[[], float],
+        max_txn_ops: int,
+        read_lag: Callable[[], float] = lambda: 0.0,
+        list_limit_cap: Callable[[], int | None] = lambda: None,
+    ):
         self._store = store
         self._clock = clock
         self._read_lag = read_lag
+        self._list_limit_cap = list_limit_cap
         self._max_txn_ops = max_txn_ops
         self._bucket_handlers: dict[str, Callable[[Bucket, Principal, Route, Request], Response]] = {
             "update_bucket": self._update_bucket,
@@ -183,6 +191,8 @@ class KvdbApi:
         query = request.query
         output_format = _list_format(query.get("format"), request.headers.get("Accept", ""))
         limit = _int_param(query, "limit", DEFAULT_LIST_LIMIT, minimum=1)
+        if (cap := self._list_limit_cap()) is not None:
+            limit = min(limit, cap)  # silently, as a service that capped `limit` would
         skip = _int_param(query, "skip", 0, minimum=0)
         with_values = _flag(query.get("values"))
         authorize(bucket, principal, "enumerate")
