@@ -29,7 +29,8 @@ from destination_kvdb.transactions import (
     split_txn,
 )
 
-LIST_PAGE_SIZE = 10_000
+LIST_PAGE_SIZE = 100_000  # keys a listing page asks for: KvDB documents no maximum for `limit`
+KVDB_DEFAULT_LIST_LIMIT = 10_000  # `limit`'s documented default, where a service capping it would cap it
 JSON_BODY = {"Content-Type": "application/json"}
 
 
@@ -133,25 +134,36 @@ class KvdbBucket:
         params = {"prefix": prefix, "skip": skip, "limit": limit, "format": "json", "values": "false"}
         return orjson.loads(self.transport.request("GET", "/", "list", "list keys", ("enumerate",), params=params).content)
 
-    def list_keys(self, prefix: str, page_size: int = LIST_PAGE_SIZE) -> Iterator[str]:
-        """Every key under prefix, ascending, each once, even if keys are deleted while paging.
+    def list_keys(self, prefix: str, through: Optional[str] = None, page_size: int = LIST_PAGE_SIZE) -> Iterator[str]:
+        """Every key under prefix, ascending, each once, even if keys are deleted while paging; with `through`, it
+        ends with the page that shows that key.
 
         KvDB pages by offset only, so deleting already-seen keys shifts later keys below the next
         offset. Each page therefore overlaps the previous one by one key; if that key is not
         where it was, the listing steps back until it finds the place it left off.
+
+        KvDB documents `limit`'s default (10,000) but no maximum, so a page asks for page_size keys. A
+        service that capped `limit` silently at its default would answer a page of 10,000 keys, so such a
+        page never ends a listing (the next page tells); another shorter page does. A listing `through` a
+        key trusts no page's length: it ends with the page showing that key, or one showing no new key.
         """
         page_size = max(2, page_size)  # pages overlap by one key
         last_seen: Optional[str] = None
-        skip = 0
+        skip, step_back = 0, page_size
         while True:
             page = self._list_page(prefix, skip, page_size)
             if last_seen is not None and skip > 0 and (not page or page[0] > last_seen):
-                skip = max(0, skip - page_size)
+                skip = max(0, skip - step_back)
                 continue
+            new = 0
             for key in page:
                 if last_seen is None or key > last_seen:
+                    new += 1
                     yield key
-            if len(page) < page_size:
+            if through is None:
+                if len(page) < page_size and len(page) != KVDB_DEFAULT_LIST_LIMIT:
+                    return
+            elif not new or through in page:
                 return
             last_seen = page[-1] if last_seen is None else max(last_seen, page[-1])
-            skip += len(page) - 1
+            skip, step_back = skip + len(page) - 1, len(page)

@@ -78,7 +78,7 @@ class FencedListing:
         listed = SpilledKeys()
 
         def keys_but_fence() -> Iterable[str]:
-            for key in self.bucket.list_keys(prefix):
+            for key in self.bucket.list_keys(prefix, through=last):
                 if self._interrupted():
                     raise InputInterrupted()
                 if key in seen:

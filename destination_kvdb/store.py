@@ -96,8 +96,10 @@ class Store(Protocol):
     def delete_keys(self, keys: Iterable[str]) -> None:
         """Delete these keys, in order, in as few requests as the limits allow."""
 
-    def list_keys(self, prefix: str) -> Iterator[str]:
-        """Every key under prefix, ascending, each once (as far as the store's listing shows them)."""
+    def list_keys(self, prefix: str, through: Optional[str] = None) -> Iterator[str]:
+        """Every key under prefix, ascending, each once (as far as the store's listing shows them). With `through` (a key
+        sorting after every key the caller needs), keys after it may be left out, and the listing ends only where it
+        shows `through` or the store's view shows no more keys, never where a page merely looks short."""
 
     def close(self) -> None:
         """Release connections."""

@@ -136,7 +136,7 @@ class FakeStore:
         if ops:
             self.send(ops)
 
-    def list_keys(self, prefix: str) -> Iterator[str]:
+    def list_keys(self, prefix: str, through: Optional[str] = None) -> Iterator[str]:
         with self._lock:
             self.requests.append(("list", prefix))
             listed = sorted(key for key in self.store if key.startswith(prefix))

@@ -247,10 +247,11 @@ def test_list_keys_with_page_size_one_terminates(clock, kvdb):
 
 @pytest.mark.parametrize(
     "count, list_requests, delete_requests",
-    [(1, 1, 1), (9_999, 1, 1), (10_000, 2, 1), (10_001, 2, 2), (25_000, 3, 3), (30_000, 4, 3)],
+    [(1, 1, 1), (9_999, 1, 1), (10_000, 2, 1), (10_001, 1, 2), (30_000, 1, 3)],
 )
-def test_finalizing_lists_by_pages_of_10000_and_deletes_10000_keys_per_transaction(clock, kvdb, count, list_requests, delete_requests):
-    """What removing earlier data costs against KvDB's quota: about ceil(N/10000) lists and as many deletes."""
+def test_finalizing_lists_by_pages_of_100000_and_deletes_10000_keys_per_transaction(clock, kvdb, count, list_requests, delete_requests):
+    """What removing earlier data costs against KvDB's quota: one listing request per 100,000 keys (KvDB documents no
+    maximum for `limit`) and ceil(N/10000) deletes; a page of exactly 10,000 keys asks for the next (see below)."""
     doomed = [f"users__ab__g1_{i:06d}" for i in range(count)]
     kvdb.store.update({key: 1 for key in doomed + OTHER_KEYS})
     kvdb.max_requests = 20
@@ -260,5 +261,39 @@ def test_finalizing_lists_by_pages_of_10000_and_deletes_10000_keys_per_transacti
 
     assert sorted(kvdb.store) == sorted(OTHER_KEYS)
     assert bucket.usage.counts() == {"write": 0, "list": list_requests, "delete": delete_requests}
-    assert list_requests <= -(-count // 10_000) + 1
-    assert all("limit=10000" in request.url for request in kvdb.requests if request.method == "GET")
+    assert all("limit=100000" in request.url for request in kvdb.requests if request.method == "GET")
+
+
+@pytest.mark.parametrize("count, list_requests", [(9_999, 1), (10_000, 2), (25_000, 3)])
+def test_a_service_capping_limit_at_its_default_still_gets_every_key_listed(clock, kvdb, count, list_requests):
+    """A page of exactly 10,000 keys when 100,000 were asked may be KvDB capping `limit` silently at its default: the
+    listing asks for the next page instead of taking it for the end."""
+    keys = [f"users__ab__{i:06d}" for i in range(count)]
+    kvdb.store.update({key: 1 for key in keys + OTHER_KEYS})
+    kvdb.list_limit_cap = 10_000
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    assert list(bucket.list_keys("users__ab__")) == keys
+    assert bucket.usage.counts()["list"] == list_requests
+
+
+@pytest.mark.parametrize("cap, count, pages", [(None, 2_500, 3), (1_000, 2_500, 3), (2, 20, 20)])
+def test_a_listing_through_a_key_ends_with_the_page_showing_it_whatever_pages_are_capped_to(clock, kvdb, cap, count, pages):
+    keys = [f"users__ab__{i:04d}" for i in range(count)]
+    fence, after = "users__ab__~fence.t1", ["users__ab__~zzz"] * (cap != 2)
+    kvdb.store.update({key: 1 for key in keys + [fence] + after + OTHER_KEYS})
+    kvdb.list_limit_cap = cap
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    assert list(bucket.list_keys("users__ab__", through=fence, page_size=1_000)) == keys + [fence] + after
+    assert bucket.usage.counts()["list"] == pages  # none after the page showing the fence
+
+
+def test_a_listing_through_a_key_it_never_shows_ends_where_the_keys_end(clock, kvdb):
+    keys = [f"users__ab__{i:02d}" for i in range(10)]
+    kvdb.store.update({key: 1 for key in keys + OTHER_KEYS})
+    kvdb.list_limit_cap = 3
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    assert list(bucket.list_keys("users__ab__", through="users__ab__~fence.t1")) == keys
+    assert bucket.usage.counts()["list"] == 6  # pages of 3 overlapping by one key, the last showing no new key

@@ -25,8 +25,8 @@ class Listings:
         self.passes = list(passes)
         self.keys_taken: list[int] = []
 
-    def list_keys(self, prefix: str):
-        assert prefix == PREFIX
+    def list_keys(self, prefix: str, through: str):
+        assert (prefix, through) == (PREFIX, LAST)
         self.keys_taken.append(0)
         for key in self.passes.pop(0):
             self.keys_taken[-1] += 1

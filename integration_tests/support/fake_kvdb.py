@@ -6,6 +6,8 @@ with support.clock, the time).
 
 from __future__ import annotations
 
+import sys
+
 import logging
 import random
 from typing import Callable, Optional
@@ -47,6 +49,7 @@ class FakeKvdb:
         self.bucket = bucket
         self.max_requests = max_requests  # a client stuck in a loop fails the test instead of hanging it
         self.store: dict[str, object] = {}
+        self.list_limit_cap: Optional[int] = None  # a listing returns at most this many keys, whatever its limit
         self.requests: list[requests.PreparedRequest] = []
         self.override: Optional[Callable[[requests.PreparedRequest], Optional[requests.Response]]] = None
 
@@ -74,7 +77,7 @@ class FakeKvdb:
         if request.method == "GET" and len(parts) == 3 and parts[2] == "":
             query = {name: values[0] for name, values in parse_qs(url.query, keep_blank_values=True).items()}
             keys = [key for key in self.sorted_keys() if key.startswith(query.get("prefix", ""))]
-            skip, limit = int(query.get("skip", 0)), int(query.get("limit", 10_000))
+            skip, limit = int(query.get("skip", 0)), min(int(query.get("limit", 10_000)), self.list_limit_cap or sys.maxsize)
             return http_response(200, orjson.dumps(keys[skip : skip + limit]), {"Content-Type": "application/json"})
         if request.method == "GET" and len(parts) == 3:
             key = unquote(parts[2])
