@@ -88,9 +88,11 @@ class KvdbBucket:
         that is larger than a limit lowered since it was packed, goes as two halves instead: in order, on
         this thread, each applied atomically. Halving a 400 finds the op KvDB refuses, applied alone, in
         about 2·log2(ops) requests; it fails as OpRefused, after every op before it was applied and none
-        after. `first_op` is where the body starts within the body as packed.
+        after. A 400 whose halves are both applied was about the body's number of ops (the local server
+        takes 10,000): later bodies carry at most the larger half's, as a 413 lowers the byte limit.
+        `first_op` is where the body starts within the body as packed.
         """
-        if len(body) > self.request_limit.max_bytes and (halves := split_txn(body)):
+        if self.request_limit.exceeded_by(body) and (halves := split_txn(body)):
             self._send_halves(halves, first_op)
             return
         kind, permissions = permissions_of(body)
@@ -111,9 +113,11 @@ class KvdbBucket:
         if refusal.status == 413:
             self.request_limit.lower_after_refusal(len(body), max(len(halves[0]), len(halves[2])))
         self._send_halves(halves, first_op)
+        if refusal.status == 400:  # both halves were applied: KvDB refused the body for its number of ops
+            self.request_limit.lower_ops_after_refusal(halves[1] + halves[3], halves[3])
 
-    def _send_halves(self, halves: tuple[bytes, int, bytes], first_op: int) -> None:
-        first, first_ops, second = halves
+    def _send_halves(self, halves: tuple[bytes, int, bytes, int], first_op: int) -> None:
+        first, first_ops, second, _ = halves
         self.send_txn(first, first_op)
         self.send_txn(second, first_op + first_ops)
 

@@ -6,6 +6,7 @@ The one module that spells KvDB's ops; TxnPacker is the store seam's Batch for K
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import Callable, Optional
 
@@ -27,13 +28,30 @@ OPEN_BRACE = ord("{")
 class RequestLimit:
     """The largest request body to send, shared by the bucket (KvdbBucket) and every packer filling its requests.
 
-    Starts at max_request_bytes; lowered for the rest of the sync when KvDB (or a proxy in front
-    of it) refuses a body as too large (413).
+    Starts at max_request_bytes and no limit on ops (KvDB documents none); lowered for the rest of the sync
+    when KvDB (or a proxy in front of it) refuses a body as too large (413), or refuses a body (400) whose
+    halves it then applies: a limit on a body's ops, not a refused op.
     """
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
+        self.max_ops = sys.maxsize
         self._lock = threading.Lock()
+
+    def exceeded_by(self, body: bytes) -> bool:
+        """Whether body, packed before a lowering, is over a limit now."""
+        return len(body) > self.max_bytes or (self.max_ops < sys.maxsize and len(_decode_txn(body).txn) > self.max_ops)
+
+    def lower_ops_after_refusal(self, refused_ops: int, halves_ops: int) -> None:
+        """A body of refused_ops got 400 and its halves, the larger of halves_ops ops, were applied."""
+        with self._lock:
+            if refused_ops > self.max_ops or halves_ops >= self.max_ops:
+                return
+            self.max_ops = halves_ops
+        logger.warning(
+            f"KvDB refused a transaction of {refused_ops} operations (400) and applied its halves; "
+            f"sending at most {halves_ops} operations per request from now on"
+        )
 
     def lower_after_refusal(self, refused_bytes: int, halves_bytes: int) -> None:
         """A body of refused_bytes got 413; its halves, the larger of halves_bytes, go next.
@@ -72,13 +90,13 @@ _decode_op = msgspec.json.Decoder(_Op).decode
 _encode_txn = msgspec.json.Encoder().encode
 
 
-def split_txn(body: bytes) -> Optional[tuple[bytes, int, bytes]]:
-    """The body's ops in two bodies of half the ops each: the first, its op count, the second; None for a single op."""
+def split_txn(body: bytes) -> Optional[tuple[bytes, int, bytes, int]]:
+    """The body's ops in two bodies of half the ops each, each with its op count; None for a single op."""
     ops = _decode_txn(body).txn
     if len(ops) < 2:
         return None
     half = len(ops) // 2
-    return _encode_txn(_Txn(ops[:half])), half, _encode_txn(_Txn(ops[half:]))
+    return _encode_txn(_Txn(ops[:half])), half, _encode_txn(_Txn(ops[half:])), len(ops) - half
 
 
 def permissions_of(body: bytes) -> tuple[str, tuple[str, ...]]:
@@ -116,7 +134,7 @@ class TxnPacker:
     def _reset(self) -> None:
         self._body = bytearray(TXN_OPEN)
         self._room = self.limit.max_bytes - len(TXN_OPEN) - len(TXN_CLOSE) + 1  # the last op's comma is replaced
-        self._slots = self.max_ops
+        self._capacity = self._slots = min(self.max_ops, self.limit.max_ops)
         self._conflict_keys: set[str] = set()
 
     def key_start(self, text: str) -> bytes:
@@ -181,12 +199,12 @@ class TxnPacker:
     @property
     def ops(self) -> int:
         """Ops in the body being filled."""
-        return self.max_ops - self._slots
+        return self._capacity - self._slots
 
     def flush(self) -> None:
         if self.riders is not None:
             self.riders()
-        if self._slots < self.max_ops:
+        if self._slots < self._capacity:
             self._body[-1:] = TXN_CLOSE
             body, conflict_keys = bytes(self._body), self._conflict_keys
             self._reset()

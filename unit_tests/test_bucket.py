@@ -144,6 +144,50 @@ def test_a_refused_op_is_found_by_halving_after_the_ops_before_it_are_applied(cl
     assert sent[-1] == [ops[6]] and bucket.request_limit.max_bytes == 65536
 
 
+def refusing_more_ops_than(kvdb, respond, max_ops: int) -> list[int]:
+    """Bodies of more than max_ops ops get 400; returns the op counts of the bodies sent, each negative if refused."""
+    sent = []
+
+    def answer(request):
+        ops = len(orjson.loads(request.body)["txn"])
+        sent.append(-ops if ops > max_ops else ops)
+        return respond(400, f"txn has {ops} ops, more than the limit of {max_ops}") if ops > max_ops else None
+
+    kvdb.override = answer
+    return sent
+
+
+def test_a_body_refused_for_its_op_count_lowers_the_op_limit_once_for_later_bodies(clock, kvdb, respond, caplog):
+    """KvDB documents no op limit, but a server may have one (the local server: 10,000), while deletes are packed by
+    bytes alone: a 400 whose halves are both applied costs one extra request in a sync, not one per body."""
+    sent = refusing_more_ops_than(kvdb, respond, 20)
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET, max_request_bytes=1000)  # 35 deletes a body
+    keys = [f"users__ab__{i:03d}" for i in range(200)]
+    kvdb.store.update({key: 1 for key in keys})
+
+    batch = bucket.delete_batch(lambda body, _conflict_keys: bucket.send(body))
+    for key in keys:
+        batch.delete(key)
+    batch.flush()
+
+    assert kvdb.store == {}
+    assert sent[:3] == [-35, 17, 18] and all(0 < ops <= 18 for ops in sent[3:])  # one refusal only
+    assert sum(sent[1:]) == 200 and bucket.request_limit.max_ops == 18
+    assert [r.getMessage() for r in caplog.records if "operations (400)" in r.getMessage()] == [
+        "KvDB refused a transaction of 35 operations (400) and applied its halves; sending at most 18 operations per request from now on"
+    ]
+
+
+def test_a_refused_op_does_not_lower_the_op_limit(clock, kvdb, respond):
+    kvdb.override = lambda request: respond(400, "txn op 0: value cannot be stored") if b'"k3"' in request.body else None
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    with pytest.raises(OpRefused):
+        bucket.transact(set_op(f"k{i}", {"n": i}) for i in range(8))
+
+    assert bucket.request_limit.max_ops > 8
+
+
 def test_the_limit_only_learns_from_bodies_within_it(caplog):
     """A body refused after another thread lowered the limit teaches nothing new: no second line."""
     caplog.set_level(logging.INFO, logger="airbyte")

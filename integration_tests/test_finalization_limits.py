@@ -1,6 +1,10 @@
-"""KvDB documents `limit`'s default for a listing page (10,000 keys) but no maximum, so finalization asks for pages of
-100,000. A service that capped `limit` silently would answer shorter pages than asked: a listing must never take such
-a page for its end, or the old keys after it would stay. The local server's list_limit_cap fault plays that service."""
+"""KvDB documents no maximum for a listing page's `limit` (only its default, 10,000 keys) nor for a transaction's
+ops, so finalization asks for pages of 100,000 keys and packs deletes by bytes alone (about 20,000 per 1 MiB). A
+service with such limits must cost little and lose nothing:
+- one that capped `limit` silently answers shorter pages than asked: a listing must never take such a page for its
+  end, or the old keys after it would stay (the local server's list_limit_cap fault plays it);
+- one that refuses a transaction of too many ops (400; the local server's own limit is 10,000) costs one refused
+  request in a sync, not one per delete transaction."""
 
 import pytest
 
@@ -29,3 +33,17 @@ def test_an_overwrite_removes_every_old_key_when_kvdb_caps_listing_pages(tmp_pat
 
     assert [value for _, value in stored(kvdb_bucket)] == [{"id": i, "gen": 2} for i in range(10)]
     assert kvdb_bucket.server.stats()["by_kind"]["list"] - lists_before >= old // cap  # pages of `cap` keys were read
+
+
+def test_deletes_refused_for_their_op_count_cost_one_refusal_per_sync(tmp_path, kvdb_bucket):
+    assert kvdb_bucket.server.stats()["by_status"].get("400") is None
+    assert_succeeded(sync(tmp_path, kvdb_bucket, 1, range(45_000)))  # written 10,000 ops a request
+    before = kvdb_bucket.server.stats()["by_status"]
+
+    run = sync(tmp_path, kvdb_bucket, 2, range(10))
+
+    assert_succeeded(run)
+    assert [value for _, value in stored(kvdb_bucket)] == [{"id": i, "gen": 2} for i in range(10)]
+    after = kvdb_bucket.server.stats()["by_status"]
+    assert after.get("400", 0) - before.get("400", 0) == 1  # 45,000 deletes are 3 bodies of 1 MiB: only the first refused
+    assert "applied its halves; sending at most" in run.stdout
