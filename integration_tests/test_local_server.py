@@ -393,6 +393,9 @@ def test_listing_limit_is_honoured_above_the_default_unless_capped(filled_bucket
     filled_bucket.server.set_faults(list_limit_cap=5)
     assert list_keys(filled_bucket, format="json", prefix="k", skip=1, limit=20000).json() == ["k01", "k02", "k03", "k04", "k05"]
     assert list_keys(filled_bucket, format="json", prefix="k", limit=3).json() == ["k00", "k01", "k02"]
+    filled_bucket.server.set_faults(list_limit_cap=None, list_limit_max=10_000)
+    assert len(list_keys(filled_bucket, format="json", prefix="m", limit=10_000).json()) == 10_000
+    assert_one_line_text_error(list_keys(filled_bucket, format="json", prefix="m", limit=10_001), 400)
 
 
 def test_listing_formats(kvdb_bucket):
@@ -613,7 +616,7 @@ def test_seeded_faults_repeat_the_same_sequence(kvdb_bucket):
 
 
 def test_invalid_fault_settings_are_rejected(local_kvdb):
-    for bad in [{"error_500_rate": 1.5}, {"latency_ms": -1}, {"retry_after_seconds": 0.5}, {"list_limit_cap": 0}, {"seed": "x"}, {"chaos": 1}]:
+    for bad in [{"error_500_rate": 1.5}, {"latency_ms": -1}, {"retry_after_seconds": 0.5}, {"list_limit_cap": 0}, {"list_limit_max": 1.5}, {"seed": "x"}, {"chaos": 1}]:
         with pytest.raises(ValueError):
             local_kvdb.set_faults(**bad)
     assert local_kvdb.faults()["error_500_rate"] == 0.0
@@ -635,6 +638,7 @@ def test_admin_faults_endpoint_reads_and_changes_settings(kvdb_bucket):
         "read_lag_seconds": 0.0,
         "refused_value_text": None,
         "list_limit_cap": None,
+        "list_limit_max": None,
     }
     changed = requests.post(admin, json={"error_429_rate": 1.0, "retry_after_seconds": 0})
     assert (changed.status_code, changed.json()["error_429_rate"]) == (200, 1.0)

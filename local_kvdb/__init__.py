@@ -42,7 +42,8 @@ class LocalKvdbServer:
     fault setting, so set_faults(max_body_bytes=...) and POST /_admin/faults change it while running.
     set_faults(read_lag_seconds=L) makes key reads and listings show the bucket as it was L seconds earlier
     (changes made while a lag is set); items(), get_value() and raw_value() always show it as it is.
-    set_faults(list_limit_cap=C) makes a listing return at most C keys whatever `limit` it asks for."""
+    set_faults(list_limit_cap=C) makes a listing return at most C keys whatever `limit` it asks for;
+    set_faults(list_limit_max=M) refuses (400) a listing whose `limit` is over M."""
 
     def __init__(
         self,
@@ -87,7 +88,7 @@ class LocalKvdbServer:
             raise RuntimeError("server already running")
         store = KvStore(self.db_path, self._clock, history_seconds=self._read_lag_seconds)
         rate_limiter = FixedWindowRateLimiter(*self._rate_limit, clock=self._clock) if self._rate_limit else None
-        api = KvdbApi(store, self._clock, self._max_txn_ops, self._read_lag_seconds, lambda: self._faults.settings.list_limit_cap)
+        api = KvdbApi(store, self._clock, self._max_txn_ops, self._read_lag_seconds, self._list_limits)
         try:
             httpd = KvdbHttpServer(
                 (self.host, self.port), api, self._faults, self._stats, rate_limiter, self._verbose
@@ -130,6 +131,10 @@ class LocalKvdbServer:
 
     def _read_lag_seconds(self) -> float:
         return self._faults.settings.read_lag_seconds
+
+    def _list_limits(self) -> tuple[int | None, int | None]:
+        settings = self._faults.settings
+        return settings.list_limit_cap, settings.list_limit_max
 
     def faults(self) -> dict[str, Any]:
         return asdict(self._faults.settings)

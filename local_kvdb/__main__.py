@@ -33,6 +33,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--list-limit-cap", type=int, help="a listing returns at most this many keys, whatever its `limit` (default: no cap)"
     )
+    parser.add_argument("--list-limit-max", type=int, help="a listing asking for more keys gets 400 (default: none)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--max-txn-ops", type=int, default=DEFAULT_MAX_TXN_OPS)
     parser.add_argument(
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         "latency_ms": args.latency_ms,
         "read_lag_seconds": args.read_lag_seconds,
         "list_limit_cap": args.list_limit_cap,
+        "list_limit_max": args.list_limit_max,
         "seed": args.seed,
     }
     try:

@@ -58,12 +58,12 @@ class KvdbApi:
         clock: Callable[[], float],
         max_txn_ops: int,
         read_lag: Callable[[], float] = lambda: 0.0,
-        list_limit_cap: Callable[[], int | None] = lambda: None,
+        list_limits: Callable[[], tuple[int | None, int | None]] = lambda: (None, None),
     ):
         self._store = store
         self._clock = clock
         self._read_lag = read_lag
-        self._list_limit_cap = list_limit_cap
+        self._list_limits = list_limits  # (cap, max): the list_limit_cap and list_limit_max faults
         self._max_txn_ops = max_txn_ops
         self._bucket_handlers: dict[str, Callable[[Bucket, Principal, Route, Request], Response]] = {
             "update_bucket": self._update_bucket,
@@ -191,7 +191,10 @@ class KvdbApi:
         query = request.query
         output_format = _list_format(query.get("format"), request.headers.get("Accept", ""))
         limit = _int_param(query, "limit", DEFAULT_LIST_LIMIT, minimum=1)
-        if (cap := self._list_limit_cap()) is not None:
+        cap, maximum = self._list_limits()
+        if maximum is not None and limit > maximum:
+            raise HttpError(400, f"limit must be at most {maximum}")
+        if cap is not None:
             limit = min(limit, cap)  # silently, as a service that capped `limit` would
         skip = _int_param(query, "skip", 0, minimum=0)
         with_values = _flag(query.get("values"))

@@ -4,7 +4,8 @@ writes (read_lag_seconds: they show the bucket as it was that long ago, like an 
 consistent index; writes stay immediate and durable), and a txn refused (400) when one of its ops holds a
 given text (refused_value_text: KvDB refuses values it cannot take, such as a number like 1e400 it cannot parse),
 and listings that return fewer keys than `limit` asks for, silently (list_limit_cap: KvDB documents `limit`'s default,
-10,000, and no maximum; a service that capped it would make a page look like the end of a listing).
+10,000, and no maximum; a service that capped it would make a page look like the end of a listing), or refuse a
+larger `limit` (list_limit_max: 400).
 
 Decisions are drawn per request from one lock-protected random.Random(seed), so a seeded run with
 the same request sequence fails the same way.
@@ -35,6 +36,7 @@ class FaultSettings:
     read_lag_seconds: float = 0.0  # GETs of keys and listings show the bucket as it was this long ago
     refused_value_text: str | None = None  # a txn with an op holding this text gets 400 naming the op; None: off
     list_limit_cap: int | None = None  # a listing returns at most this many keys whatever its `limit`; None: off
+    list_limit_max: int | None = None  # a listing asking for more keys gets 400; None: off
 
     def __post_init__(self):
         for name in ("error_500_rate", "error_429_rate", "drop_after_commit_rate"):
@@ -51,8 +53,9 @@ class FaultSettings:
             raise ValueError("seed must be an integer or null")
         if self.refused_value_text is not None and (not isinstance(self.refused_value_text, str) or not self.refused_value_text):
             raise ValueError("refused_value_text must be a non-empty string or null")
-        if self.list_limit_cap is not None and (not _is_int(self.list_limit_cap) or self.list_limit_cap < 1):
-            raise ValueError("list_limit_cap must be a positive integer or null")
+        for name in ("list_limit_cap", "list_limit_max"):
+            if getattr(self, name) is not None and (not _is_int(getattr(self, name)) or getattr(self, name) < 1):
+                raise ValueError(f"{name} must be a positive integer or null")
         if self.max_body_bytes is not None and (not _is_int(self.max_body_bytes) or self.max_body_bytes < 0):
             raise ValueError("max_body_bytes must be a non-negative integer or null")
 
