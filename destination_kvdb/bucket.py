@@ -7,6 +7,7 @@ refuses one of its ops (400); client.py below it is HTTP transport only. Unit te
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Iterable, Iterator, Optional
 
@@ -28,6 +29,8 @@ from destination_kvdb.transactions import (
     set_op,
     split_txn,
 )
+
+logger = logging.getLogger("airbyte")
 
 LIST_PAGE_SIZE = 100_000  # keys a listing page asks for: KvDB documents no maximum for `limit`
 KVDB_DEFAULT_LIST_LIMIT = 10_000  # `limit`'s documented default, where a service capping it would cap it
@@ -51,6 +54,7 @@ class KvdbBucket:
         self.request_limit = RequestLimit(max_request_bytes)
         self.transport = KvdbTransport(base_url, bucket_id, self.credential, policy, pool_size)
         self.usage = self.transport.usage
+        self.list_page_size = LIST_PAGE_SIZE
 
     @classmethod
     def from_settings(cls, settings: Settings, policy: Optional[RetryPolicy] = None) -> "KvdbBucket":
@@ -135,10 +139,19 @@ class KvdbBucket:
         self.transact(delete_op(key) for key in keys)
 
     def _list_page(self, prefix: str, skip: int, limit: int) -> list[str]:
+        """One page; a 400 for a `limit` above KvDB's default lowers list_page_size to it for the rest of the sync."""
         params = {"prefix": prefix, "skip": skip, "limit": limit, "format": "json", "values": "false"}
-        return orjson.loads(self.transport.request("GET", "/", "list", "list keys", ("enumerate",), params=params).content)
+        try:
+            return orjson.loads(self.transport.request("GET", "/", "list", "list keys", ("enumerate",), params=params).content)
+        except RequestRefused as refused:
+            if refused.status != 400 or limit <= KVDB_DEFAULT_LIST_LIMIT:
+                raise
+            reason = refused.server_message
+        self.list_page_size = KVDB_DEFAULT_LIST_LIMIT
+        logger.warning(f"KvDB refused a listing page of {limit} keys (400){reason}; asking for {KVDB_DEFAULT_LIST_LIMIT} from now on")
+        return self._list_page(prefix, skip, KVDB_DEFAULT_LIST_LIMIT)
 
-    def list_keys(self, prefix: str, through: Optional[str] = None, page_size: int = LIST_PAGE_SIZE) -> Iterator[str]:
+    def list_keys(self, prefix: str, through: Optional[str] = None, page_size: Optional[int] = None) -> Iterator[str]:
         """Every key under prefix, ascending, each once, even if keys are deleted while paging; with `through`, it
         ends with the page that shows that key.
 
@@ -146,16 +159,17 @@ class KvdbBucket:
         offset. Each page therefore overlaps the previous one by one key; if that key is not
         where it was, the listing steps back until it finds the place it left off.
 
-        KvDB documents `limit`'s default (10,000) but no maximum, so a page asks for page_size keys. A
-        service that capped `limit` silently at its default would answer a page of 10,000 keys, so such a
-        page never ends a listing (the next page tells); another shorter page does. A listing `through` a
-        key trusts no page's length: it ends with the page showing that key, or one showing no new key.
+        KvDB documents `limit`'s default (10,000) but no maximum, so a page asks for page_size keys
+        (default list_page_size). A service that capped `limit` silently at its default would answer a
+        page of 10,000 keys, so such a page never ends a listing (the next page tells); another shorter
+        page does. A listing `through` a key trusts no page's length: it ends with the page showing that
+        key, or one showing no new key.
         """
-        page_size = max(2, page_size)  # pages overlap by one key
         last_seen: Optional[str] = None
-        skip, step_back = 0, page_size
+        skip = step_back = 0
         while True:
-            page = self._list_page(prefix, skip, page_size)
+            size = max(2, page_size or self.list_page_size)  # pages overlap by one key
+            page = self._list_page(prefix, skip, size)
             if last_seen is not None and skip > 0 and (not page or page[0] > last_seen):
                 skip = max(0, skip - step_back)
                 continue
@@ -165,7 +179,7 @@ class KvdbBucket:
                     new += 1
                     yield key
             if through is None:
-                if len(page) < page_size and len(page) != KVDB_DEFAULT_LIST_LIMIT:
+                if len(page) < size and len(page) != KVDB_DEFAULT_LIST_LIMIT:
                     return
             elif not new or through in page:
                 return

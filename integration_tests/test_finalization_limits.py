@@ -2,7 +2,8 @@
 ops, so finalization asks for pages of 100,000 keys and packs deletes by bytes alone (about 20,000 per 1 MiB). A
 service with such limits must cost little and lose nothing:
 - one that capped `limit` silently answers shorter pages than asked: a listing must never take such a page for its
-  end, or the old keys after it would stay (the local server's list_limit_cap fault plays it);
+  end, or the old keys after it would stay (the local server's list_limit_cap fault plays it); one that refuses
+  such a page (400) gets pages of the default size (list_limit_max);
 - one that refuses a transaction of too many ops (400; the local server's own limit is 10,000) costs one refused
   request in a sync, not one per delete transaction."""
 
@@ -33,6 +34,19 @@ def test_an_overwrite_removes_every_old_key_when_kvdb_caps_listing_pages(tmp_pat
 
     assert [value for _, value in stored(kvdb_bucket)] == [{"id": i, "gen": 2} for i in range(10)]
     assert kvdb_bucket.server.stats()["by_kind"]["list"] - lists_before >= old // cap  # pages of `cap` keys were read
+
+
+def test_an_overwrite_removes_every_old_key_when_kvdb_refuses_pages_over_its_default(tmp_path, kvdb_bucket):
+    assert_succeeded(sync(tmp_path, kvdb_bucket, 1, range(9_995)))  # 10,007 keys listed; deletes within one txn's ops
+    kvdb_bucket.server.set_faults(list_limit_max=10_000)
+    before = kvdb_bucket.server.stats()["by_status"].get("400", 0)
+
+    run = sync(tmp_path, kvdb_bucket, 2, range(10))
+
+    assert_succeeded(run)
+    assert [value for _, value in stored(kvdb_bucket)] == [{"id": i, "gen": 2} for i in range(10)]
+    assert kvdb_bucket.server.stats()["by_status"]["400"] - before == 1
+    assert run.stdout.count("KvDB refused a listing page of 100000 keys (400): limit must be at most 10000") == 1
 
 
 def test_deletes_refused_for_their_op_count_cost_one_refusal_per_sync(tmp_path, kvdb_bucket):

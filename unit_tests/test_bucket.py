@@ -341,3 +341,28 @@ def test_a_listing_through_a_key_it_never_shows_ends_where_the_keys_end(clock, k
 
     assert list(bucket.list_keys("users__ab__", through="users__ab__~fence.t1")) == keys
     assert bucket.usage.counts()["list"] == 6  # pages of 3 overlapping by one key, the last showing no new key
+
+
+def test_a_page_size_kvdb_refuses_falls_back_to_its_default_once_for_the_rest_of_the_sync(clock, kvdb, respond, caplog):
+    keys = [f"users__ab__{i:05d}" for i in range(25_000)]
+    kvdb.store.update({key: 1 for key in keys + OTHER_KEYS})
+    kvdb.override = lambda request: respond(400, "limit too large") if "limit=100000" in request.url else None
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    assert list(bucket.list_keys("users__ab__", through="users__ab__~fence.t1")) == keys
+    assert list(bucket.list_keys("users__ab__")) == keys
+
+    limits = [request.url.split("limit=")[1].split("&")[0] for request in kvdb.requests]
+    assert limits == ["100000"] + ["10000"] * 4 + ["10000"] * 3  # 25,000 keys: 3 pages, and one with no new key
+    assert [r.getMessage() for r in caplog.records if "listing page" in r.getMessage()] == [
+        "KvDB refused a listing page of 100000 keys (400): limit too large; asking for 10000 from now on"
+    ]
+
+
+def test_a_listing_refused_at_kvdbs_default_page_size_fails(clock, kvdb, respond):
+    kvdb.override = lambda request: respond(400, "bad prefix")
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    with pytest.raises(AirbyteTracedException, match=r"KvDB rejected the request to list keys \(400\): bad prefix"):
+        list(bucket.list_keys("users__ab__"))
+    assert len(kvdb.requests) == 2  # the page size it asks for, then KvDB's default
