@@ -32,7 +32,7 @@ from destination_kvdb.transactions import (
 
 logger = logging.getLogger("airbyte")
 
-LIST_PAGE_SIZE = 100_000  # keys a listing page asks for: KvDB documents no maximum for `limit`
+LIST_PAGE_SIZE = 50_000  # keys a listing page asks for: KvDB documents no maximum for `limit`
 KVDB_DEFAULT_LIST_LIMIT = 10_000  # `limit`'s documented default, where a service capping it would cap it
 JSON_BODY = {"Content-Type": "application/json"}
 

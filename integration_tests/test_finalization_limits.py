@@ -1,5 +1,5 @@
 """KvDB documents no maximum for a listing page's `limit` (only its default, 10,000 keys) nor for a transaction's
-ops, so finalization asks for pages of 100,000 keys and packs deletes by bytes alone (about 20,000 per 1 MiB). A
+ops, so finalization asks for pages of 50,000 keys and packs deletes by bytes alone (about 20,000 per 1 MiB). A
 service with such limits must cost little and lose nothing:
 - one that capped `limit` silently answers shorter pages than asked: a listing must never take such a page for its
   end, or the old keys after it would stay (the local server's list_limit_cap fault plays it); one that refuses
@@ -46,7 +46,7 @@ def test_an_overwrite_removes_every_old_key_when_kvdb_refuses_pages_over_its_def
     assert_succeeded(run)
     assert [value for _, value in stored(kvdb_bucket)] == [{"id": i, "gen": 2} for i in range(10)]
     assert kvdb_bucket.server.stats()["by_status"]["400"] - before == 1
-    assert run.stdout.count("KvDB refused a listing page of 100000 keys (400): limit must be at most 10000") == 1
+    assert run.stdout.count("KvDB refused a listing page of 50000 keys (400): limit must be at most 10000") == 1
 
 
 def test_deletes_refused_for_their_op_count_cost_one_refusal_per_sync(tmp_path, kvdb_bucket):

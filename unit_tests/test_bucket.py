@@ -293,8 +293,8 @@ def test_list_keys_with_page_size_one_terminates(clock, kvdb):
     "count, list_requests, delete_requests",
     [(1, 1, 1), (9_999, 1, 1), (10_000, 2, 1), (10_001, 1, 2), (30_000, 1, 3)],
 )
-def test_finalizing_lists_by_pages_of_100000_and_deletes_10000_keys_per_transaction(clock, kvdb, count, list_requests, delete_requests):
-    """What removing earlier data costs against KvDB's quota: one listing request per 100,000 keys (KvDB documents no
+def test_finalizing_lists_by_pages_of_50000_and_deletes_10000_keys_per_transaction(clock, kvdb, count, list_requests, delete_requests):
+    """What removing earlier data costs against KvDB's quota: one listing request per 50,000 keys (KvDB documents no
     maximum for `limit`) and ceil(N/10000) deletes; a page of exactly 10,000 keys asks for the next (see below)."""
     doomed = [f"users__ab__g1_{i:06d}" for i in range(count)]
     kvdb.store.update({key: 1 for key in doomed + OTHER_KEYS})
@@ -305,12 +305,12 @@ def test_finalizing_lists_by_pages_of_100000_and_deletes_10000_keys_per_transact
 
     assert sorted(kvdb.store) == sorted(OTHER_KEYS)
     assert bucket.usage.counts() == {"write": 0, "list": list_requests, "delete": delete_requests}
-    assert all("limit=100000" in request.url for request in kvdb.requests if request.method == "GET")
+    assert all("limit=50000" in request.url for request in kvdb.requests if request.method == "GET")
 
 
 @pytest.mark.parametrize("count, list_requests", [(9_999, 1), (10_000, 2), (25_000, 3)])
 def test_a_service_capping_limit_at_its_default_still_gets_every_key_listed(clock, kvdb, count, list_requests):
-    """A page of exactly 10,000 keys when 100,000 were asked may be KvDB capping `limit` silently at its default: the
+    """A page of exactly 10,000 keys when 50,000 were asked may be KvDB capping `limit` silently at its default: the
     listing asks for the next page instead of taking it for the end."""
     keys = [f"users__ab__{i:06d}" for i in range(count)]
     kvdb.store.update({key: 1 for key in keys + OTHER_KEYS})
@@ -346,16 +346,16 @@ def test_a_listing_through_a_key_it_never_shows_ends_where_the_keys_end(clock, k
 def test_a_page_size_kvdb_refuses_falls_back_to_its_default_once_for_the_rest_of_the_sync(clock, kvdb, respond, caplog):
     keys = [f"users__ab__{i:05d}" for i in range(25_000)]
     kvdb.store.update({key: 1 for key in keys + OTHER_KEYS})
-    kvdb.override = lambda request: respond(400, "limit too large") if "limit=100000" in request.url else None
+    kvdb.override = lambda request: respond(400, "limit too large") if "limit=50000" in request.url else None
     bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
 
     assert list(bucket.list_keys("users__ab__", through="users__ab__~fence.t1")) == keys
     assert list(bucket.list_keys("users__ab__")) == keys
 
     limits = [request.url.split("limit=")[1].split("&")[0] for request in kvdb.requests]
-    assert limits == ["100000"] + ["10000"] * 4 + ["10000"] * 3  # 25,000 keys: 3 pages, and one with no new key
+    assert limits == ["50000"] + ["10000"] * 4 + ["10000"] * 3  # 25,000 keys: 3 pages, and one with no new key
     assert [r.getMessage() for r in caplog.records if "listing page" in r.getMessage()] == [
-        "KvDB refused a listing page of 100000 keys (400): limit too large; asking for 10000 from now on"
+        "KvDB refused a listing page of 50000 keys (400): limit too large; asking for 10000 from now on"
     ]
 
 
