@@ -2,7 +2,9 @@
 
 A fence is two keys under the prefix, written with (or after) the stream's last records: `!` sorts before and `~`
 after every key the connector writes. A pass counts only if it shows both; one whose first page lacks the first is
-dropped there, so each wait for a lagging listing costs one request. A signal stops a pass, or a wait, at once.
+dropped there, so each wait for a lagging listing costs one request. The pass ends with the page showing the last
+(`Store.list_keys(through=...)`), never at a page that only looks short: a service capping a page's size cannot end
+it early. A signal stops a pass, or a wait, at once.
 """
 
 from __future__ import annotations
