@@ -42,31 +42,30 @@ class RequestLimit:
         """Whether body, packed before a lowering, is over a limit now."""
         return len(body) > self.max_bytes or (self.max_ops < sys.maxsize and len(_decode_txn(body).txn) > self.max_ops)
 
+    def lower_after_refusal(self, refused_bytes: int, halves_bytes: int) -> None:
+        """A body of refused_bytes got 413; its halves, the larger of halves_bytes, go next."""
+        if self._lower("max_bytes", refused_bytes, halves_bytes):
+            logger.warning(
+                f"KvDB refused a request of {refused_bytes} bytes as too large (413); "
+                f"sending at most {halves_bytes} bytes per request from now on"
+            )
+
     def lower_ops_after_refusal(self, refused_ops: int, halves_ops: int) -> None:
         """A body of refused_ops got 400 and its halves, the larger of halves_ops ops, were applied."""
-        with self._lock:
-            if refused_ops > self.max_ops or halves_ops >= self.max_ops:
-                return
-            self.max_ops = halves_ops
-        logger.warning(
-            f"KvDB refused a transaction of {refused_ops} operations (400) and applied its halves; "
-            f"sending at most {halves_ops} operations per request from now on"
-        )
+        if self._lower("max_ops", refused_ops, halves_ops):
+            logger.warning(
+                f"KvDB refused a transaction of {refused_ops} operations (400) and applied its halves; "
+                f"sending at most {halves_ops} operations per request from now on"
+            )
 
-    def lower_after_refusal(self, refused_bytes: int, halves_bytes: int) -> None:
-        """A body of refused_bytes got 413; its halves, the larger of halves_bytes, go next.
-
-        A refused body larger than the limit was packed before an earlier lowering (on another
-        thread): it teaches nothing new.
-        """
+    def _lower(self, limit: str, refused: int, halves: int) -> bool:
+        """Lower the limit to halves; not for a refused body over it already (packed before an earlier lowering, on
+        another thread: it teaches nothing new) or halves no smaller than it."""
         with self._lock:
-            if refused_bytes > self.max_bytes or halves_bytes >= self.max_bytes:
-                return
-            self.max_bytes = halves_bytes
-        logger.warning(
-            f"KvDB refused a request of {refused_bytes} bytes as too large (413); "
-            f"sending at most {halves_bytes} bytes per request from now on"
-        )
+            if refused > getattr(self, limit) or halves >= getattr(self, limit):
+                return False
+            setattr(self, limit, halves)
+            return True
 
 
 def op_refused(index: int, body: bytes, reason: str) -> OpRefused:
