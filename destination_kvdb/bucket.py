@@ -163,7 +163,7 @@ class KvdbBucket:
         (default list_page_size). A service that capped `limit` silently at its default would answer a
         page of 10,000 keys, so such a page never ends a listing (the next page tells); another shorter
         page does. A listing `through` a key trusts no page's length: it ends with the page showing that
-        key, or one showing no new key.
+        key, or one holding nothing past the key it overlaps.
         """
         last_seen: Optional[str] = None
         skip = step_back = 0
@@ -173,15 +173,13 @@ class KvdbBucket:
             if last_seen is not None and skip > 0 and (not page or page[0] > last_seen):
                 skip = max(0, skip - step_back)
                 continue
-            new = 0
             for key in page:
                 if last_seen is None or key > last_seen:
-                    new += 1
                     yield key
             if through is None:
                 if len(page) < size and len(page) != KVDB_DEFAULT_LIST_LIMIT:
                     return
-            elif not new or through in page:
+            elif len(page) < 2 or through in page:  # at most the key it overlaps: the view's end
                 return
             last_seen = page[-1] if last_seen is None else max(last_seen, page[-1])
             skip, step_back = skip + len(page) - 1, len(page)

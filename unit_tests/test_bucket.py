@@ -236,13 +236,14 @@ def delete_every_other(kvdb, seen):
 @pytest.mark.parametrize("count", [0, 1, 3, 9, 10])
 @pytest.mark.parametrize("page_size", [2, 3, 10_000])
 @pytest.mark.parametrize("mutate", [None, delete_each_at_once, delete_with_lag, delete_every_other], ids=lambda f: getattr(f, "__name__", "read-only"))
-def test_list_keys_returns_every_key_once_in_order(clock, kvdb, count, page_size, mutate):
+@pytest.mark.parametrize("through", [None, "users__ab__~fence.t1"])  # a key past the others that the listing never shows
+def test_list_keys_returns_every_key_once_in_order(clock, kvdb, count, page_size, mutate, through):
     keys = ALL_KEYS[:count]
     kvdb.store.update({key: 1 for key in keys + OTHER_KEYS})
     bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
 
     seen = []
-    for key in bucket.list_keys("users__ab__", page_size=page_size):
+    for key in bucket.list_keys("users__ab__", through=through, page_size=page_size):
         seen.append(key)
         if mutate:
             mutate(kvdb, seen)
@@ -340,7 +341,7 @@ def test_a_listing_through_a_key_it_never_shows_ends_where_the_keys_end(clock, k
     bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
 
     assert list(bucket.list_keys("users__ab__", through="users__ab__~fence.t1")) == keys
-    assert bucket.usage.counts()["list"] == 6  # pages of 3 overlapping by one key, the last showing no new key
+    assert bucket.usage.counts()["list"] == 6  # pages of 3 overlapping by one key, the last holding only that key
 
 
 def test_a_page_size_kvdb_refuses_falls_back_to_its_default_once_for_the_rest_of_the_sync(clock, kvdb, respond, caplog):
@@ -353,7 +354,7 @@ def test_a_page_size_kvdb_refuses_falls_back_to_its_default_once_for_the_rest_of
     assert list(bucket.list_keys("users__ab__")) == keys
 
     limits = [request.url.split("limit=")[1].split("&")[0] for request in kvdb.requests]
-    assert limits == ["50000"] + ["10000"] * 4 + ["10000"] * 3  # 25,000 keys: 3 pages, and one with no new key
+    assert limits == ["50000"] + ["10000"] * 4 + ["10000"] * 3  # 25,000 keys: 3 pages, then one holding only the key it overlaps
     assert [r.getMessage() for r in caplog.records if "listing page" in r.getMessage()] == [
         "KvDB refused a listing page of 50000 keys (400): limit too large; asking for 10000 from now on"
     ]
