@@ -167,7 +167,8 @@ def test_dedup_keys_this_process_wrote_are_kept_whatever_the_markers_listing_sho
 
 def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock):
     """Page 1 is fresh (it shows the fence's first key); page 2 comes from an older view without the markers
-    an earlier attempt wrote for its keys, nor the fence's last key. The pass is listed again."""
+    an earlier attempt wrote for its keys, nor the fence's last key. The pass is listed again. (Pages of 10,000 keys:
+    a KvDB capping `limit` at its default.)"""
     earlier = [keys.dedup_key("users__ab__", [f"e{i}"]) for i in range(5)]
     recent = {keys.marker_key("users__ab__", 2, key) for key in earlier}
     kvdb.store.update({key: {"gen": 2} for key in earlier})
@@ -186,6 +187,7 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
         return None
 
     kvdb.override = second_page_stale
+    kvdb.list_limit_cap = 10_000
     client = KvdbBucket(BASE_URL, BUCKET, SECRET)
     retention = Retention(overwrite=False, generation_id=2, minimum_generation_id=2, sync_id=None, run_id="abc123")
     written = WrittenKeys()  # this process wrote none of them
@@ -201,12 +203,14 @@ def test_a_two_page_listing_whose_last_page_is_stale_is_not_evidence(kvdb, clock
     assert set(kvdb.store) - set(earlier) == recent  # generation 1's markers and every fence key gone
 
 
-def test_a_pass_that_lags_is_dropped_on_its_first_page_and_deletes_go_by_bytes_not_10000_at_a_time(kvdb, clock, finalization):
-    """25,000 old keys (three pages): each stale pass costs one listing request, and the deletes go in two 1 MiB
-    requests (three of 10,000 keys before 0.6.0)."""
+@pytest.mark.parametrize("cap, pages", [(None, 1), (10_000, 3)])
+def test_a_pass_that_lags_is_dropped_on_its_first_page_and_deletes_go_by_bytes_not_10000_at_a_time(kvdb, clock, finalization, cap, pages):
+    """25,000 old keys (one page of 50,000, or three where KvDB caps pages at 10,000): each stale pass costs one
+    listing request, and the deletes go in two 1 MiB requests (three of 10,000 keys before 0.6.0)."""
     old = {append_key("users__ab__", 1_600_000_000_000, keys.generation_tag(1), "abc123", n): {"n": n} for n in range(25_000)}
     kvdb.store.update(old)
     kvdb.max_requests = 20
+    kvdb.list_limit_cap = cap
     kvdb.override = lagging(stale_reads=0, stale_lists=0)
     fresh = kvdb.sorted_keys
     stale_passes = []
@@ -222,5 +226,5 @@ def test_a_pass_that_lags_is_dropped_on_its_first_page_and_deletes_go_by_bytes_n
 
     assert removed == 25_000
     assert kvdb.store == {}
-    assert len([request for request in kvdb.requests if is_list(request)]) == 2 + 3  # two stale first pages, then a pass
+    assert len([request for request in kvdb.requests if is_list(request)]) == 2 + pages  # two stale first pages, then a pass
     assert len([request for request in kvdb.requests if request.method == "POST"]) == 1 + 2  # the fence, the deletes
