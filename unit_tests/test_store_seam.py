@@ -1,5 +1,6 @@
 """The store seam holds: KvDB's wire format is spelled in one module, and the sync above the seam never imports KvDB's
-implementation (so another store is another Store and Batch, and nothing above them changes)."""
+implementation, its credential included (so another store is another Store and Batch, and nothing above them
+changes)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import destination_kvdb
 
 PACKAGE = Path(destination_kvdb.__file__).parent
-KVDB = {"bucket", "transactions", "client"}  # below the seam
+KVDB = {"bucket", "transactions", "client", "credentials"}  # below the seam
 WIRE = ('{"set"', '{"delete"', '{"txn"')
 
 
@@ -39,3 +40,8 @@ def test_the_sync_reaches_kvdb_only_through_the_store_seam():
             todo += imports(module)
 
     assert "store" in reached and not reached & KVDB, sorted(reached & KVDB)
+
+
+def test_check_knows_the_credential_only_through_the_stores_probe():
+    """check builds KvDB's store from the config (bucket, and client for its retry policy), and asks it alone."""
+    assert imports("check") & KVDB == {"bucket", "client"}
