@@ -146,6 +146,16 @@ def test_a_refused_op_is_found_by_halving_after_the_ops_before_it_are_applied(cl
     assert sent[-1] == [ops[6]] and bucket.request_limit.max_bytes == 65536
 
 
+def test_a_body_counts_as_a_write_when_it_sets_a_key_and_else_as_a_delete(clock, kvdb):
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    bucket.send(b'{"txn":[' + delete_op("users__ab__1") + b"," + delete_op('has {"set": inside') + b"]}")  # a key is a key
+    bucket.send(b'{"txn":[' + set_op("users__ab__1", {"id": 1}) + b"," + delete_op("users__ab__2") + b"]}")
+
+    assert bucket.usage.counts() == {"write": 1, "list": 0, "delete": 1}
+    assert kvdb.store == {"users__ab__1": {"id": 1}}
+
+
 def test_the_limit_only_learns_from_bodies_within_it(caplog):
     """A body refused after another thread lowered the limit teaches nothing new: no second line."""
     caplog.set_level(logging.INFO, logger="airbyte")
