@@ -16,7 +16,7 @@ from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.credentials import Credential
 from destination_kvdb.store import NotPermitted, OpRefused
 from destination_kvdb.transactions import RequestLimit, delete_op, set_op
-from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, SECRET, is_list, random_ops
+from unit_tests.fake_kvdb import BASE_URL, BUCKET, SECRET, is_list, random_ops
 
 
 def test_transact_sends_bounded_transactions_in_order(clock, kvdb):

@@ -14,7 +14,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.check import CHECK_POLICY, probe
 from destination_kvdb.destination import DestinationKvdb
-from integration_tests.support.fake_kvdb import CONFIG, PROBE_PREFIX, SECRET, check_in_process, is_list
+from unit_tests.fake_kvdb import CONFIG, PROBE_PREFIX, SECRET, check_in_process, is_list
 from unit_tests.fake_store import FakeAccess, FakeStore
 
 
