@@ -4,25 +4,10 @@ changes)."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
+from unit_tests.package_modules import PACKAGE, imports
 
-import destination_kvdb
-
-PACKAGE = Path(destination_kvdb.__file__).parent
 KVDB = {"bucket", "transactions", "client", "credentials"}  # below the seam
 WIRE = ('{"set"', '{"delete"', '{"txn"')
-
-
-def imports(module: str) -> set[str]:
-    """The package's modules that `module` imports."""
-    found = set()
-    for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("destination_kvdb."):
-            found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.ImportFrom) and node.module == "destination_kvdb":
-            found |= {alias.name for alias in node.names}
-    return found
 
 
 def test_only_transactions_spells_kvdbs_ops():
