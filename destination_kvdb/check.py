@@ -3,9 +3,9 @@ does (write, list, delete)? One short answer within about 30 s, whatever KvDB do
 
 The store's probe (Store.probe) tells what the credential may do as far as it can without a request; each
 operation it does not rule out is tried on one probe key under key_prefix, so a prefix-scoped token is judged
-where it will work: delete first (of the probe key before it exists, a no-op that still needs the permission), then a write
-of the probe key, a listing that shows it, and its deletion. Nothing is read back, so a token needs no read
-permission. The probe is written only once delete proved granted, so check leaves no key behind.
+where it will work: delete first (of the probe key before it exists, a no-op that still needs the permission),
+then a write of the probe key, a listing that shows it, and its deletion. Nothing is read back, so a token needs no
+read permission. The probe is written only once delete proved granted, so check leaves no key behind.
 """
 
 from __future__ import annotations

@@ -77,18 +77,18 @@ class Credential:
         return CredentialRejected(message=message, internal_message=message, failure_type=FailureType.config_error)
 
     def refused(self, action: str, permissions: tuple[str, ...]) -> NotPermitted:
-        """KvDB answered 403 to a request needing `permissions` under key_prefix."""
-        operations = tuple(OPERATION[permission] for permission in permissions)
+        """KvDB answered 403 to a request needing `permissions` under key_prefix; the store operations refused."""
         if not self.is_token:
             return NotPermitted(
-                f"KvDB refused to {action} (403): the secret key is wrong or lacks permission for this bucket", operations
+                f"KvDB refused to {action} (403): the secret key is wrong or lacks permission for this bucket",
+                tuple(OPERATION[permission] for permission in permissions),
             )
         scope = self.scope
         lacking = tuple(p for p in permissions if p not in scope.permissions) if scope else ()
         named = " and ".join(lacking or permissions) if scope else " or ".join(permissions)
         return NotPermitted(
             f"KvDB refused to {action} (403): {self.not_granted(named)}; {self.mint_advice()}",
-            tuple(OPERATION[permission] for permission in lacking) or operations,
+            tuple(OPERATION[permission] for permission in lacking or permissions),
         )
 
     def not_granted(self, permissions: str) -> str:
