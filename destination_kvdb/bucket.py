@@ -16,7 +16,7 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.client import KvdbTransport, RequestRefused, RetryPolicy
-from destination_kvdb.credentials import Credential
+from destination_kvdb.credentials import Credential, CredentialAccess
 from destination_kvdb.settings import Settings, spec_default
 from destination_kvdb.store import OpRefused, Submit
 from destination_kvdb.transactions import (
@@ -70,6 +70,9 @@ class KvdbBucket:
 
     def close(self) -> None:
         self.transport.close()
+
+    def probe(self) -> CredentialAccess:
+        return CredentialAccess(self.credential)
 
     def batch(self, submit: Submit) -> TxnPacker:
         return TxnPacker(self.request_limit, submit)

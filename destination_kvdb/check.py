@@ -1,10 +1,11 @@
 """`check`: does the config reach its bucket, and does the credential allow, under key_prefix, exactly what a sync
-does (write, enumerate, delete)? One short answer within about 30 s, whatever KvDB does; never the secret.
+does (write, list, delete)? One short answer within about 30 s, whatever KvDB does; never the secret.
 
-Each permission is tried on one probe key under key_prefix, so a prefix-scoped token is judged where it will
-work: delete first (of the probe key before it exists, a no-op that still needs the permission), then a write
-of the probe key, a listing that shows it, and its deletion. Nothing is read back, so a token needs no read
-permission. The probe is written only once delete proved granted, so check leaves no key behind.
+The store's probe (Store.probe) tells what the credential may do as far as it can without a request; each
+operation it does not rule out is tried on one probe key under key_prefix, so a prefix-scoped token is judged
+where it will work: delete first (of the probe key before it exists, a no-op that still needs the permission),
+then a write of the probe key, a listing that shows it, and its deletion. Nothing is read back, so a token needs no
+read permission. The probe is written only once delete proved granted, so check leaves no key behind.
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.catch_up import until_caught_up
 from destination_kvdb.client import RetryPolicy
 from destination_kvdb.config_problems import config_error
-from destination_kvdb.credentials import SYNC_PERMISSIONS, WHO_NEEDS, PermissionRefused
-from destination_kvdb.store import Store
+from destination_kvdb.store import OPERATIONS, Access, NotPermitted, Store
 
 logger = logging.getLogger("airbyte")
 
@@ -40,6 +40,11 @@ CHECK_POLICY = RetryPolicy(
 CHECK_LAG_WAIT_SECONDS = 10
 CHECK_RETRY_MAX_DELAY_SECONDS = 2.0
 PROBE_VALUE = {"written_by": "destination-kvdb check"}
+WHO_NEEDS = {
+    "write": "every sync needs it",
+    "list": "overwrite syncs and refreshes that remove records need it to find old keys",
+    "delete": "overwrite syncs, refreshes that remove records and deduped syncs with CDC deletes need it",
+}  # as the docs' table of what each sync mode needs says
 
 
 def check_connection(config: Any) -> AirbyteConnectionStatus:
@@ -58,39 +63,39 @@ def check_connection(config: Any) -> AirbyteConnectionStatus:
 
 
 def probe(bucket: Store) -> None:
-    """Raise a config error naming every permission the credential lacks under key_prefix; leave no key behind."""
-    credential = bucket.credential
-    scope = credential.scope
-    if scope is not None and not credential.key_prefix.startswith(scope.prefix):
-        raise config_error(f"{_capitalized(credential.prefix_mismatch())}; {credential.mint_advice()}")
-    refused = {permission for permission in SYNC_PERMISSIONS if scope is not None and permission not in scope.permissions}
-    key = keys.probe_key(credential.key_prefix, uuid.uuid4().hex)
+    """Raise a config error naming every permission the credential lacks under key_prefix; leave no key behind.
+    What the store's probe already knows the credential may not do is not asked again."""
+    access = bucket.probe()
+    if access.scope is not None and not access.key_prefix.startswith(access.scope):
+        raise config_error(f"{_capitalized(access.not_granted(OPERATIONS))}; {access.advice()}")
+    refused = set(OPERATIONS) - access.allowed if access.allowed is not None else set()
+    key = keys.probe_key(access.key_prefix, uuid.uuid4().hex)
     if "delete" not in refused:
-        refused |= _refused(bucket, lambda: bucket.delete_keys([key]))
+        refused |= _refused(access, lambda: bucket.delete_keys([key]))
     written = False
     if not refused & {"write", "delete"}:
-        refused |= _refused(bucket, lambda: bucket.put_all([(key, PROBE_VALUE)]))
+        refused |= _refused(access, lambda: bucket.put_all([(key, PROBE_VALUE)]))
         written = "write" not in refused
     try:
-        if "enumerate" not in refused:
-            refused |= _refused(bucket, lambda: _list(bucket, key, written))
+        if "list" not in refused:
+            refused |= _refused(access, lambda: _list(bucket, key, written))
     finally:
         if written:
             _delete_quietly(bucket, key)
     if refused:
-        untried = "delete" in refused and scope is None and "write" not in refused
-        raise config_error(_missing_message(bucket, [p for p in SYNC_PERMISSIONS if p in refused], untried))
+        untried = "delete" in refused and access.allowed is None and "write" not in refused
+        raise config_error(_missing_message(access, [operation for operation in OPERATIONS if operation in refused], untried))
 
 
-def _refused(bucket: Store, attempt: Callable[[], None]) -> set[str]:
-    """The permissions a token's 403 named; an empty set when the attempt succeeded. A secret key refused is simply
-    the wrong key: its error stands."""
+def _refused(access: Access, attempt: Callable[[], None]) -> set[str]:
+    """The operations a limited credential was refused; an empty set when the attempt succeeded. A credential that
+    is not limited (KvDB's secret key) refused is simply the wrong one: its error stands."""
     try:
         attempt()
-    except PermissionRefused as refusal:
-        if not bucket.credential.is_token:
+    except NotPermitted as refusal:
+        if not access.limited:
             raise
-        return set(refusal.permissions)
+        return set(refusal.operations)
     return set()
 
 
@@ -107,11 +112,10 @@ def _list(bucket: Store, key: str, written: bool) -> None:
         )
 
 
-def _missing_message(bucket: Store, missing: list[str], write_untried: bool) -> str:
-    credential = bucket.credential
-    reasons = "; ".join(f"{credential.not_granted(permission)}: {WHO_NEEDS[permission]}" for permission in missing)
+def _missing_message(access: Access, missing: list[str], write_untried: bool) -> str:
+    reasons = "; ".join(f"{access.not_granted([operation])}: {WHO_NEEDS[operation]}" for operation in missing)
     untried = " (write was not tried: without delete, check could not remove its probe key)" if write_untried else ""
-    return f"{_capitalized(reasons)}{untried}; {credential.mint_advice()}"
+    return f"{_capitalized(reasons)}{untried}; {access.advice()}"
 
 
 def _delete_quietly(bucket: Store, key: str) -> None:

@@ -1,5 +1,6 @@
-"""The credential the connector sends (the bucket's secret key, or an access token scoped to a key prefix) and
-what to tell the user when KvDB refuses it.
+"""The credential the connector sends (the bucket's secret key, or an access token scoped to a key prefix), what it
+may do in the store's terms (CredentialAccess, bucket.py's answer to Store.probe), and what to tell the user when
+KvDB refuses it.
 
 An access token works only on keys starting with the prefix it was minted for, with the permissions it was
 minted with (read, write, enumerate, delete), until it expires. A sync needs write, enumerate and delete
@@ -11,32 +12,22 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import orjson
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.settings import Settings
+from destination_kvdb.store import OPERATIONS, NotPermitted
 
-SYNC_PERMISSIONS = ("write", "enumerate", "delete")
-WHO_NEEDS = {
-    "write": "every sync needs it",
-    "enumerate": "overwrite syncs and refreshes that remove records need it to find old keys",
-    "delete": "overwrite syncs, refreshes that remove records and deduped syncs with CDC deletes need it",
-}  # as the docs' table of what each sync mode needs says
+PERMISSION = {"write": "write", "list": "enumerate", "delete": "delete"}  # KvDB's permission for each store operation
+SYNC_PERMISSIONS = tuple(PERMISSION[operation] for operation in OPERATIONS)
+OPERATION = {permission: operation for operation, permission in PERMISSION.items()}
 
 
 class CredentialRejected(AirbyteTracedException):
     """KvDB answered 401: the credential is wrong, expired, revoked or forged."""
-
-
-class PermissionRefused(AirbyteTracedException):
-    """KvDB answered 403 to a request needing `permissions` under the connector's key prefix."""
-
-    def __init__(self, message: str, permissions: tuple[str, ...]):
-        super().__init__(message=message, internal_message=message, failure_type=FailureType.config_error)
-        self.permissions = permissions
 
 
 @dataclass(frozen=True)
@@ -85,16 +76,19 @@ class Credential:
             message = f"KvDB refused to {action} (401): the secret key is wrong or lacks permission for this bucket"
         return CredentialRejected(message=message, internal_message=message, failure_type=FailureType.config_error)
 
-    def refused(self, action: str, permissions: tuple[str, ...]) -> PermissionRefused:
+    def refused(self, action: str, permissions: tuple[str, ...]) -> NotPermitted:
+        """KvDB answered 403 to a request needing `permissions` under key_prefix; the store operations refused."""
         if not self.is_token:
-            return PermissionRefused(
-                f"KvDB refused to {action} (403): the secret key is wrong or lacks permission for this bucket", permissions
+            return NotPermitted(
+                f"KvDB refused to {action} (403): the secret key is wrong or lacks permission for this bucket",
+                tuple(OPERATION[permission] for permission in permissions),
             )
         scope = self.scope
         lacking = tuple(p for p in permissions if p not in scope.permissions) if scope else ()
         named = " and ".join(lacking or permissions) if scope else " or ".join(permissions)
-        return PermissionRefused(
-            f"KvDB refused to {action} (403): {self.not_granted(named)}; {self.mint_advice()}", lacking or permissions
+        return NotPermitted(
+            f"KvDB refused to {action} (403): {self.not_granted(named)}; {self.mint_advice()}",
+            tuple(OPERATION[permission] for permission in lacking or permissions),
         )
 
     def not_granted(self, permissions: str) -> str:
@@ -108,6 +102,44 @@ class Credential:
     def prefix_mismatch(self) -> str:
         scope = self.scope
         return f"the access token's prefix '{scope.prefix}' does not cover key_prefix '{self.key_prefix}'"
+
+
+@dataclass(frozen=True)
+class CredentialAccess:
+    """store.Access for a KvDB credential: the secret key may do everything; a token what it says about itself,
+    under the prefix it was minted for (None when it does not say: only a request can tell)."""
+
+    credential: Credential
+
+    @property
+    def key_prefix(self) -> str:
+        return self.credential.key_prefix
+
+    @property
+    def limited(self) -> bool:
+        return self.credential.is_token
+
+    @property
+    def scope(self) -> Optional[str]:
+        scope = self.credential.scope
+        return scope.prefix if scope else None
+
+    @property
+    def allowed(self) -> Optional[frozenset[str]]:
+        if not self.credential.is_token:
+            return frozenset(OPERATIONS)
+        scope = self.credential.scope
+        if scope is None:
+            return None
+        if not self.key_prefix.startswith(scope.prefix):
+            return frozenset()
+        return frozenset(operation for operation in OPERATIONS if PERMISSION[operation] in scope.permissions)
+
+    def not_granted(self, operations: Sequence[str]) -> str:
+        return self.credential.not_granted(" and ".join(PERMISSION[operation] for operation in operations))
+
+    def advice(self) -> str:
+        return self.credential.mint_advice()
 
 
 def _readable_scope(token: str) -> Optional[TokenScope]:

@@ -23,13 +23,12 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import keys
-from destination_kvdb.credentials import PermissionRefused
 from destination_kvdb.fenced_listing import FencedListing, ListingLagged, fence
 from destination_kvdb.progress import counted
 from destination_kvdb.reader import InputInterrupted
 from destination_kvdb.plan import StreamPlan
 from destination_kvdb.spill import SpilledKeys, WrittenKeys
-from destination_kvdb.store import Request, Store
+from destination_kvdb.store import NotPermitted, Request, Store
 
 
 logger = logging.getLogger("airbyte")
@@ -184,20 +183,17 @@ class StreamFinalization:
         return foreign
 
 def refuse_unremovable_fence(bucket: Store, label: str, probe_key: str) -> None:
-    """Raise before a fence is written that this credential could not list or remove; a token that does not say what it
-    may do is asked with a delete of a key that does not exist (403 without the permission, else a no-op)."""
-    credential = bucket.credential
-    if not credential.is_token:
-        return
-    scope = credential.scope
-    if scope is None:
+    """Raise before a fence is written that this credential could not list or remove; a credential the store's probe
+    cannot tell about is asked with a delete of a key that does not exist (refused without the permission, else a
+    no-op)."""
+    access = bucket.probe()
+    if access.allowed is None:
         bucket.delete_keys([probe_key])
         return
-    covered = credential.key_prefix.startswith(scope.prefix)
-    lacking = tuple(p for p in ("enumerate", "delete") if p not in scope.permissions or not covered)
+    lacking = tuple(operation for operation in ("list", "delete") if operation not in access.allowed)
     if lacking:
         message = (
-            f"stream '{label}' cannot remove its earlier data: {credential.not_granted(' and '.join(lacking))}; "
-            f"nothing was deleted and no key was left behind; {credential.mint_advice()}"
+            f"stream '{label}' cannot remove its earlier data: {access.not_granted(lacking)}; "
+            f"nothing was deleted and no key was left behind; {access.advice()}"
         )
-        raise PermissionRefused(message, lacking)
+        raise NotPermitted(message, lacking)

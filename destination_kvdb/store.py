@@ -3,21 +3,22 @@
 Above the seam (sink, router, writer, pipeline, finalization, check) speaks of keys, values and requests only;
 the store below it (bucket.py for KvDB, with transactions.py) owns the wire format, how ops are packed into
 requests, the request limits, what to do when a request is refused as too large or for one of its ops, and
-the credential. A request is opaque above the seam: a batch makes it, the pipeline hands it back to `send`.
+the credential: above the seam it is only an `Access`, what it may do under the key prefix (`Store.probe`). A
+request is opaque above the seam: a batch makes it, the pipeline hands it back to `send`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, Optional, Protocol
+from typing import Any, Callable, Iterable, Iterator, Optional, Protocol, Sequence
 
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.credentials import Credential
 from destination_kvdb.progress import Usage
 
 Request = Any  # a finished request of a batch; only the store that made it reads it
 Submit = Callable[[Request, set[str]], None]  # where a batch sends each finished request, with the keys it touches
+OPERATIONS = ("write", "list", "delete")  # what a credential may be allowed to do under the key prefix
 
 
 class NotAnObject(ValueError):
@@ -41,6 +42,30 @@ class OpRefused(AirbyteTracedException):
         self.record_number: Optional[int] = None
         message = f"KvDB refused to apply the operation on key '{key}' (400){reason}"
         super().__init__(message=message, internal_message=message, failure_type=FailureType.system_error)
+
+
+class NotPermitted(AirbyteTracedException):
+    """The store refused `operations` (of OPERATIONS) because the credential may not do them under the key prefix."""
+
+    def __init__(self, message: str, operations: tuple[str, ...]):
+        super().__init__(message=message, internal_message=message, failure_type=FailureType.config_error)
+        self.operations = operations
+
+
+class Access(Protocol):
+    """What the credential may do under the key prefix, as far as the store can tell without a request, and the
+    store's words for what it may not (its kind of credential, and how to get one that may)."""
+
+    key_prefix: str  # every key of the connection starts with it
+    limited: bool  # a credential limited to a prefix and some operations (refusals are about those), not the store's key
+    scope: Optional[str]  # the prefix it is limited to, when it says
+    allowed: Optional[frozenset[str]]  # of OPERATIONS, what it may do under key_prefix; None: only a request can tell
+
+    def not_granted(self, operations: Sequence[str]) -> str:
+        """Why it may not do these operations under key_prefix, as a phrase (its scope, when that is the reason)."""
+
+    def advice(self) -> str:
+        """What to do for a credential that may."""
 
 
 class Batch(Protocol):
@@ -77,7 +102,6 @@ class Batch(Protocol):
 
 
 class Store(Protocol):
-    credential: Credential  # what check reports about; the key prefix every key starts with
     usage: Usage  # requests sent by kind, and the store's quota, for progress lines
 
     def batch(self, submit: Submit) -> Batch:
@@ -100,6 +124,10 @@ class Store(Protocol):
         """Every key under prefix, ascending, each once (as far as the store's listing shows them). With `through` (a key
         sorting after every key the caller needs), keys after it may be left out, and the listing ends only where it
         shows `through` or the store's view shows no more keys, never where a page merely looks short."""
+
+    def probe(self) -> Access:
+        """What the credential may do under the key prefix, without a request; a refused operation raises
+        NotPermitted."""
 
     def close(self) -> None:
         """Release connections."""

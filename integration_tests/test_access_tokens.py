@@ -18,12 +18,12 @@ from airbyte_cdk.models import Status
 
 from destination_kvdb.credentials import Credential, TokenScope
 from destination_kvdb.destination import DestinationKvdb
-from integration_tests.support.clock import FakeClock
 from integration_tests.support.connector import captured_output, run_check, run_write, shared_zygote
 from integration_tests.support.kvdb import LocalBucket, config_for, new_secret, stored
 from integration_tests.support.messages import catalog, configured_stream, record, stream_state, stream_status
 from integration_tests.support.platform_sim import Simulator
 from integration_tests.support.zygote import REPO_ROOT
+from unit_tests.fake_clock import FakeClock
 
 KEY_PREFIX = "team1/"
 SYNC = ("write", "enumerate", "delete")

@@ -9,10 +9,10 @@ import time
 import pytest
 import requests
 
-from integration_tests.support.clock import FakeClock
 from integration_tests.support.connector import REPO_ROOT
 from integration_tests.support.kvdb import list_keys, txn
 from integration_tests.support.waiting import read_line
+from unit_tests.fake_clock import FakeClock
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import logging
 import pytest
 from airbyte_cdk.utils.airbyte_secrets_utils import update_secrets
 
-from integration_tests.support.clock import FakeClock
-from integration_tests.support.fake_kvdb import FakeKvdb, http_response
+from unit_tests.fake_clock import FakeClock
+from unit_tests.fake_kvdb import FakeKvdb, http_response
 
 @pytest.fixture
 def clock(mocker) -> FakeClock:

@@ -2,21 +2,21 @@
 
 A request is the list of its ops, (key, value bytes as the batch got them, or None for a delete); each is applied
 whole, in order. `requests` records each request by kind, so a test can check what was stored, in which request,
-and what a sync cost; `refuse` makes chosen requests fail.
+and what a sync cost; `refuse` makes chosen requests fail; `access` is what `probe` answers.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from typing import Callable, Iterable, Iterator, Optional
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import orjson
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.credentials import Credential
-from destination_kvdb.store import NotAnObject, Submit
+from destination_kvdb.store import OPERATIONS, NotAnObject, Submit
 from destination_kvdb.usage import RequestUsage
 
 Ops = list[tuple[str, Optional[bytes]]]
@@ -37,6 +37,22 @@ class FakeUsage:
         for kind, _ in list(self._requests):
             counts[kind] += 1
         return counts
+
+
+@dataclass
+class FakeAccess:
+    """store.Access as a test sets it; by default a credential that may do everything."""
+
+    key_prefix: str = ""
+    limited: bool = False
+    scope: Optional[str] = None
+    allowed: Optional[frozenset[str]] = frozenset(OPERATIONS)
+
+    def not_granted(self, operations: Sequence[str]) -> str:
+        return f"the fake credential may not {' or '.join(operations)} under '{self.key_prefix}'"
+
+    def advice(self) -> str:
+        return "ask the fake store for more"
 
 
 class FakeBatch:
@@ -100,7 +116,7 @@ class FakeStore:
     applied nor recorded: it raises as a failed request would."""
 
     def __init__(self, key_prefix: str = ""):
-        self.credential = Credential("fake-store-secret", is_token=False, key_prefix=key_prefix)
+        self.access = FakeAccess(key_prefix)
         self.store: dict[str, bytes] = {}
         self.requests: list[tuple[str, object]] = []
         self.usage = FakeUsage(self.requests)
@@ -141,6 +157,9 @@ class FakeStore:
             self.requests.append(("list", prefix))
             listed = sorted(key for key in self.store if key.startswith(prefix))
         return iter(listed)
+
+    def probe(self) -> FakeAccess:
+        return self.access
 
     def close(self) -> None:
         self.closed = True

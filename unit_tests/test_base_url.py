@@ -8,7 +8,7 @@ from airbyte_cdk.models import Status
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb import settings
-from integration_tests.support.fake_kvdb import CONFIG, SECRET, check_in_process
+from unit_tests.fake_kvdb import CONFIG, SECRET, check_in_process
 
 HTTPS_RULE = "https is required; plain http only for a loopback host: localhost, 127.0.0.0/8, [::1]"
 

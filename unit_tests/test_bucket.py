@@ -1,8 +1,9 @@
 """KvdbBucket over a fake KvDB: the transaction body's format (the 413 split, the learned request limit), packing
-ops into transactions, and listing by pages while keys are deleted."""
+ops into transactions, listing by pages while keys are deleted, and the probe of what the credential may do."""
 
 from __future__ import annotations
 
+import base64
 import logging
 
 import msgspec
@@ -12,9 +13,10 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.bucket import KvdbBucket
-from destination_kvdb.store import OpRefused
+from destination_kvdb.credentials import Credential
+from destination_kvdb.store import NotPermitted, OpRefused
 from destination_kvdb.transactions import RequestLimit, delete_op, set_op
-from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, SECRET, random_ops
+from unit_tests.fake_kvdb import BASE_URL, BUCKET, SECRET, is_list, random_ops
 
 
 def test_transact_sends_bounded_transactions_in_order(clock, kvdb):
@@ -186,6 +188,16 @@ def test_a_refused_op_does_not_lower_the_op_limit(clock, kvdb, respond):
         bucket.transact(set_op(f"k{i}", {"n": i}) for i in range(8))
 
     assert bucket.request_limit.max_ops > 8
+
+
+def test_a_body_counts_as_a_write_when_it_sets_a_key_and_else_as_a_delete(clock, kvdb):
+    bucket = KvdbBucket(BASE_URL, BUCKET, SECRET)
+
+    bucket.send(b'{"txn":[' + delete_op("users__ab__1") + b"," + delete_op('has {"set": inside') + b"]}")  # a key is a key
+    bucket.send(b'{"txn":[' + set_op("users__ab__1", {"id": 1}) + b"," + delete_op("users__ab__2") + b"]}")
+
+    assert bucket.usage.counts() == {"write": 1, "list": 0, "delete": 1}
+    assert kvdb.store == {"users__ab__1": {"id": 1}}
 
 
 def test_the_limit_only_learns_from_bodies_within_it(caplog):
@@ -367,3 +379,66 @@ def test_a_listing_refused_at_kvdbs_default_page_size_fails(clock, kvdb, respond
     with pytest.raises(AirbyteTracedException, match=r"KvDB rejected the request to list keys \(400\): bad prefix"):
         list(bucket.list_keys("users__ab__"))
     assert len(kvdb.requests) == 2  # the page size it asks for, then KvDB's default
+
+
+# --- the probe: what the credential may do under key_prefix, in the store's terms, without a request ------------
+
+
+def token(prefix: str, permissions: str) -> str:
+    """A token as KvDB mints it: its claims readable (signed, not encrypted), then a signature."""
+    claims = orjson.dumps({"b": BUCKET, "p": prefix, "perm": permissions.split(","), "exp": 1_900_000_000})
+    return base64.urlsafe_b64encode(claims).rstrip(b"=").decode() + ".c2lnbmF0dXJl"
+
+
+ALL = {"write", "list", "delete"}
+# credential: (is a token, what it may do under 'team1/' (None: unknown), the prefix it says it is limited to)
+PROBES = {
+    "secret key": (Credential(SECRET, False, "team1/"), ALL, None),
+    "token with a sync's permissions": (Credential(token("team1/", "write,enumerate,delete"), True, "team1/"), ALL, "team1/"),
+    "token without enumerate": (Credential(token("team1/", "write,delete,read"), True, "team1/"), {"write", "delete"}, "team1/"),
+    "token for a prefix above key_prefix": (Credential(token("team", "enumerate"), True, "team1/"), {"list"}, "team"),
+    "token for another prefix": (Credential(token("team2/", "write,enumerate,delete"), True, "team1/"), set(), "team2/"),
+    "opaque token": (Credential("tok-" + "Q" * 40, True, "team1/"), None, None),
+}
+
+
+@pytest.mark.parametrize("case", PROBES)
+def test_the_probe_tells_what_the_credential_may_do_under_key_prefix_without_a_request(clock, kvdb, case):
+    credential, allowed, scope = PROBES[case]
+
+    access = KvdbBucket(BASE_URL, BUCKET, credential).probe()
+
+    assert (access.key_prefix, access.limited, access.scope) == ("team1/", credential.is_token, scope)
+    assert access.allowed == (None if allowed is None else frozenset(allowed))
+    assert kvdb.requests == []
+
+
+def test_the_probe_names_what_a_token_may_not_do_in_kvdbs_words(clock, kvdb):
+    lacking = KvdbBucket(BASE_URL, BUCKET, Credential(token("team1/", "write"), True, "team1/")).probe()
+    elsewhere = KvdbBucket(BASE_URL, BUCKET, Credential(token("team2/", "write"), True, "team1/")).probe()
+
+    assert lacking.not_granted(["list", "delete"]) == "the access token does not grant enumerate and delete under 'team1/'"
+    assert lacking.advice() == "mint a new one with prefix 'team1/' and permissions write,enumerate,delete"
+    assert elsewhere.not_granted(["write"]) == "the access token's prefix 'team2/' does not cover key_prefix 'team1/'"
+    assert elsewhere.advice().startswith("set key_prefix to 'team2/' to write where the token may")
+
+
+@pytest.mark.parametrize(
+    "call, operations, permission",
+    [
+        (lambda bucket: list(bucket.list_keys("team1/")), ("list",), "enumerate"),
+        (lambda bucket: bucket.delete_keys(["team1/k"]), ("delete",), "delete"),
+        (lambda bucket: bucket.put_all([("team1/k", 1)]), ("write",), "write"),
+    ],
+    ids=["list", "delete", "write"],
+)
+def test_a_refusal_names_the_store_operation_and_kvdbs_permission(clock, kvdb, respond, call, operations, permission):
+    kvdb.override = lambda request: respond(403, "forbidden")
+    bucket = KvdbBucket(BASE_URL, BUCKET, Credential("tok-" + "Q" * 40, True, "team1/"))
+
+    with pytest.raises(NotPermitted) as raised:
+        call(bucket)
+
+    assert raised.value.operations == operations and raised.value.failure_type == FailureType.config_error
+    assert f"does not grant {permission} under 'team1/'" in raised.value.message
+    assert len(kvdb.requests) == 1 and is_list(kvdb.requests[0]) == (operations == ("list",))

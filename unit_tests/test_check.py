@@ -9,11 +9,13 @@ import time
 import orjson
 import pytest
 import requests
-from airbyte_cdk.models import Status
+from airbyte_cdk.models import FailureType, Status
+from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.check import CHECK_POLICY
+from destination_kvdb.check import CHECK_POLICY, probe
 from destination_kvdb.destination import DestinationKvdb
-from integration_tests.support.fake_kvdb import CONFIG, PROBE_PREFIX, SECRET, check_in_process, is_list
+from unit_tests.fake_kvdb import CONFIG, PROBE_PREFIX, SECRET, check_in_process, is_list
+from unit_tests.fake_store import FakeAccess, FakeStore
 
 
 def test_succeeds_and_cleans_up_its_probe_key(kvdb, clock, caplog):
@@ -162,3 +164,42 @@ def test_kvdb_dropping_after_the_write_still_answers_within_half_a_minute(kvdb, 
     assert status.status == Status.FAILED
     assert "could not reach KvDB" in status.message
     assert clock.elapsed <= 30
+
+
+# --- what the store's probe answers decides what check asks (over the dict store: no HTTP) -------------------
+
+
+def test_a_credential_that_may_do_everything_is_asked_each_operation_once_and_leaves_nothing():
+    store = FakeStore("team1/")
+
+    probe(store)
+
+    assert store.kinds() == ["delete", "write", "list", "delete"]
+    assert store.store == {}
+
+
+def test_what_the_probe_rules_out_is_named_and_not_asked():
+    store = FakeStore("team1/")
+    store.access = FakeAccess("team1/", limited=True, scope="team1/", allowed=frozenset({"write", "list"}))
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        probe(store)
+
+    assert raised.value.failure_type == FailureType.config_error
+    assert raised.value.message == (
+        "The fake credential may not delete under 'team1/': overwrite syncs, refreshes that remove records and deduped "
+        "syncs with CDC deletes need it; ask the fake store for more"
+    )
+    assert store.kinds() == ["list"]  # no delete, so no write either: the probe key could not be removed
+    assert store.store == {}
+
+
+def test_a_scope_that_does_not_cover_key_prefix_fails_before_any_request():
+    store = FakeStore("team1/")
+    store.access = FakeAccess("team1/", limited=True, scope="team2/", allowed=frozenset())
+
+    with pytest.raises(AirbyteTracedException) as raised:
+        probe(store)
+
+    assert raised.value.message == "The fake credential may not write or list or delete under 'team1/'; ask the fake store for more"
+    assert store.requests == []

@@ -1,4 +1,6 @@
-"""KvdbBucket over a fake transport: retries, rate limits, error mapping, redirects, usage, secrecy (client.py)."""
+"""client.py's KvdbTransport over a fake HTTP adapter: retries, rate limits, error mapping, redirects, usage, secrecy.
+
+What the bucket does with a request (the body's ops and kind, splits, listing pages) is test_bucket.py's."""
 
 from __future__ import annotations
 
@@ -12,16 +14,16 @@ import requests
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.bucket import KvdbBucket
-from destination_kvdb.client import RetryPolicy
-from destination_kvdb.transactions import delete_op, set_op
+from destination_kvdb.client import KvdbTransport, RetryPolicy
+from destination_kvdb.credentials import Credential
+from destination_kvdb.transactions import set_op
 
 SECRET = "sekret-XYZ-123"
 BASE_URL = "https://kvdb.test"
 BUCKET = "bkt"
 POLICY = RetryPolicy(max_retry_seconds=60, max_rate_limit_wait_seconds=600, backoff_base_seconds=1, backoff_cap_seconds=8)
 BODY = b'{"txn":[' + b",".join(set_op(f"users__ab__{i}", {"id": i}) for i in range(3)) + b"]}"
-ONE_OP = b'{"txn":[{"set":"k","value":{"n":1}}]}'  # a 400 for several ops is halved to find the op refused (test_bucket.py)
+ONE_OP = b'{"txn":[{"set":"k","value":{"n":1}}]}'
 
 CONNECTION_REFUSED = (
     "HTTPSConnectionPool(host='kvdb.test', port=443): Max retries exceeded with url: /bkt (Caused by "
@@ -30,11 +32,26 @@ CONNECTION_REFUSED = (
 )
 
 
+def transport(secret: str = SECRET, base_url: str = BASE_URL, policy: RetryPolicy = POLICY) -> KvdbTransport:
+    return KvdbTransport(base_url, BUCKET, Credential(secret), policy, pool_size=1)
+
+
 @pytest.fixture
 def client():
-    kvdb_client = KvdbBucket(BASE_URL, BUCKET, SECRET, policy=POLICY)
+    kvdb_client = transport()
     yield kvdb_client
     kvdb_client.close()
+
+
+def apply(client: KvdbTransport, body: bytes = BODY, kind: str = "write") -> None:
+    """A transaction, as the bucket sends one (kind: what it counts as)."""
+    client.request("POST", "", kind, "apply a transaction", ("write",), data=body, headers={"Content-Type": "application/json"})
+
+
+def list_keys(client: KvdbTransport) -> list[str]:
+    """One page of a listing, as the bucket asks for one."""
+    params = {"prefix": "users__ab__", "skip": 0, "limit": 10, "format": "json", "values": "false"}
+    return orjson.loads(client.request("GET", "/", "list", "list keys", ("enumerate",), params=params).content)
 
 
 def failure(kind, respond):
@@ -52,8 +69,8 @@ def txn_keys(body: bytes) -> list[str]:
     return [op.get("set", op.get("delete")) for op in orjson.loads(body)["txn"]]
 
 
-def assert_no_secret(error: AirbyteTracedException, client: KvdbBucket, caplog) -> None:
-    for text in (str(error), error.message or "", error.internal_message or "", repr(client.transport.session.auth), caplog.text):
+def assert_no_secret(error: AirbyteTracedException, client: KvdbTransport, caplog) -> None:
+    for text in (str(error), error.message or "", error.internal_message or "", repr(client.session.auth), caplog.text):
         assert SECRET not in text
 
 
@@ -67,7 +84,7 @@ RETRYABLE = [500, 502, 503, 429, requests.ConnectionError, requests.Timeout, req
 def test_retries_then_succeeds_resending_the_same_keys(client, clock, patch_send, respond, kind, failures):
     send = patch_send([failure(kind, respond) for _ in range(failures)] + [respond(200)])
 
-    client.send(BODY)
+    apply(client)
 
     assert send.call_count == failures + 1
     assert sent_bodies(send) == [BODY] * (failures + 1)  # byte for byte: a retry writes the very same keys
@@ -78,7 +95,7 @@ def test_retries_then_succeeds_resending_the_same_keys(client, clock, patch_send
 def test_retried_listing_succeeds(client, clock, patch_send, respond):
     send = patch_send([respond(503), requests.Timeout("read timed out"), respond(200, b'["a","b"]')])
 
-    assert list(client.list_keys("", page_size=10)) == ["a", "b"]
+    assert list_keys(client) == ["a", "b"]
     assert send.call_count == 3
     assert len({call.args[0].url for call in send.call_args_list}) == 1
 
@@ -86,7 +103,7 @@ def test_retried_listing_succeeds(client, clock, patch_send, respond):
 def test_every_attempt_carries_the_bearer_secret(client, clock, patch_send, respond):
     send = patch_send([respond(500), requests.ConnectionError("reset"), respond(200)])
 
-    client.send(BODY)
+    apply(client)
 
     assert [call.args[0].headers["Authorization"] for call in send.call_args_list] == [f"Bearer {SECRET}"] * 3
     assert all(call.args[0].headers["Accept"] == "application/json" for call in send.call_args_list)
@@ -101,7 +118,7 @@ def test_client_errors_are_not_retried(client, clock, patch_send, respond, statu
     send = patch_send([respond(status, "bad request"), respond(200)])
 
     with pytest.raises(AirbyteTracedException):
-        client.send(body)
+        apply(client, body)
 
     assert send.call_count == 1
     assert clock.sleeps == []
@@ -114,7 +131,7 @@ def test_client_errors_are_not_retried(client, clock, patch_send, respond, statu
 def test_retry_after_is_honoured(client, clock, patch_send, respond, status):
     send = patch_send([respond(status, headers={"Retry-After": "7"}), respond(200)])
 
-    client.send(BODY)
+    apply(client)
 
     assert clock.sleeps == [7.0]  # not the ≤1 s backoff of the first attempt
     assert send.call_count == 2
@@ -125,7 +142,7 @@ def test_used_up_quota_waits_until_the_window_resets(client, clock, patch_send, 
     quota_headers = {"X-Ratelimit-Limit": "1000", "X-Ratelimit-Remaining": "0", "X-Ratelimit-Reset": str(reset)}
     send = patch_send([respond(429, headers=quota_headers), respond(200)])
 
-    client.send(BODY)
+    apply(client)
 
     assert send.call_count == 2
     assert len(clock.sleeps) == 1
@@ -152,7 +169,7 @@ def test_rate_limit_wait_beyond_the_maximum_fails_at_once(client, clock, patch_s
     send = patch_send([respond(429, headers=headers(spec)) for spec in answers] + [respond(200)])
 
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send(BODY)
+        apply(client)
 
     assert raised.value.failure_type == FailureType.transient_error
     assert "600 s" in raised.value.message and "max_rate_limit_wait_seconds" in raised.value.message
@@ -173,7 +190,7 @@ def test_endless_429_with_zero_retry_after_eventually_fails(client, clock, patch
 
     patch_send(send)
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send(BODY)
+        apply(client)
     assert raised.value.failure_type == FailureType.transient_error
 
 
@@ -200,7 +217,7 @@ def test_gives_up_after_max_retry_seconds(client, clock, patch_send, respond, ca
 
     send_mock = patch_send(send)
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send(BODY)
+        apply(client)
 
     error = raised.value
     assert error.failure_type == FailureType.transient_error
@@ -238,7 +255,7 @@ def test_backoff_bounds_are_reached(mocker):
 def test_retry_delays_grow_until_the_cap(client, clock, patch_send, respond):
     patch_send([respond(500) for _ in range(6)] + [respond(200)])
 
-    client.send(BODY)
+    apply(client)
 
     ceilings = [1, 2, 4, 8, 8, 8]
     assert len(clock.sleeps) == len(ceilings)
@@ -251,8 +268,8 @@ def test_retry_delays_grow_until_the_cap(client, clock, patch_send, respond):
 # --- status mapping ------------------------------------------------------------------------------
 
 CALLS = {
-    "transaction": lambda client: client.send(BODY),
-    "listing": lambda client: list(client.list_keys("users__ab__")),
+    "transaction": apply,
+    "listing": list_keys,
 }
 
 
@@ -288,7 +305,7 @@ def test_rejected_transaction_quotes_the_servers_short_message(client, clock, pa
     patch_send([respond(400, "value too large\nmore detail that is not quoted\n")])
 
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send(ONE_OP)
+        apply(client, ONE_OP)
 
     assert raised.value.failure_type == FailureType.system_error
     assert "value too large" in raised.value.message
@@ -337,7 +354,7 @@ def test_a_redirect_is_never_followed(client, clock, patch_send, respond, caplog
 
 # --- request usage -------------------------------------------------------------------------------
 
-DELETE_BODY = b'{"txn":[' + delete_op("users__ab__1") + b"," + delete_op('has {"set": inside') + b"]}"
+DELETE_BODY = b'{"txn":[{"delete":"users__ab__1"}]}'
 
 
 def test_usage_counts_every_attempt_by_kind_and_keeps_the_latest_quota(client, clock, patch_send, respond):
@@ -354,9 +371,9 @@ def test_usage_counts_every_attempt_by_kind_and_keeps_the_latest_quota(client, c
     assert client.usage.counts() == {"write": 0, "list": 0, "delete": 0}
     assert client.usage.quota_remaining is None and client.usage.quota_resets_at is None
 
-    client.send(BODY)  # three attempts: each spends quota
-    client.send(DELETE_BODY)  # deletes only (a key that reads like a set op is still a key)
-    assert list(client.list_keys("")) == ["a"]
+    apply(client)  # three attempts: each spends quota
+    apply(client, DELETE_BODY, kind="delete")
+    assert list_keys(client) == ["a"]
 
     assert client.usage.counts() == {"write": 3, "list": 1, "delete": 2}
     assert client.usage.quota_remaining == 995
@@ -366,8 +383,8 @@ def test_usage_counts_every_attempt_by_kind_and_keeps_the_latest_quota(client, c
 def test_usage_ignores_quota_headers_it_cannot_read(client, clock, patch_send, respond):
     patch_send([respond(200, headers={"X-Ratelimit-Remaining": "12", "X-Ratelimit-Reset": "soon"}), respond(200, headers={"X-Ratelimit-Remaining": "lots"})])
 
-    client.send(BODY)
-    client.send(BODY)
+    apply(client)
+    apply(client)
 
     assert (client.usage.quota_remaining, client.usage.quota_resets_at) == (12, None)
 
@@ -390,11 +407,11 @@ def test_the_secret_never_appears(client, clock, patch_send, respond, caplog, sc
     send = patch_send(SECRET_SCENARIOS[scenario](respond))
 
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send(ONE_OP)
+        apply(client, ONE_OP)
 
     assert_no_secret(raised.value, client, caplog)
     assert SECRET not in str(raised.value.as_airbyte_message())
-    assert repr(client.transport.session.auth) == "_BearerAuth(****)"
+    assert repr(client.session.auth) == "_BearerAuth(****)"
     assert send.call_args_list[0].args[0].headers["Authorization"] == "Bearer sekret-XYZ-123"
 
 
@@ -403,7 +420,7 @@ def test_a_secret_http_cannot_carry_is_refused_before_any_request(patch_send, se
     send = patch_send([])
 
     with pytest.raises(AirbyteTracedException) as raised:
-        KvdbBucket(BASE_URL, BUCKET, secret, policy=POLICY)
+        transport(secret)
 
     assert raised.value.failure_type == FailureType.config_error
     assert "cannot be sent in an HTTP header" in raised.value.message
@@ -415,15 +432,15 @@ def test_a_secret_http_cannot_carry_is_refused_before_any_request(patch_send, se
 def test_a_latin_1_secret_is_sent_as_is(patch_send, respond, secret):
     send = patch_send([respond(200)])
 
-    KvdbBucket(BASE_URL, BUCKET, secret, policy=POLICY).send(BODY)
+    apply(transport(secret))
 
     assert send.call_args_list[0].args[0].headers["Authorization"] == f"Bearer {secret}"
 
 
 def test_messages_name_the_server_without_credentials_in_its_url(patch_send):
     patch_send([requests.ConnectionError("refused")] * 50)
-    client = KvdbBucket("http://admin:hunter2@127.0.0.1:9", BUCKET, SECRET, policy=RetryPolicy(max_retry_seconds=0))
+    client = transport(base_url="http://admin:hunter2@127.0.0.1:9", policy=RetryPolicy(max_retry_seconds=0))
     with pytest.raises(AirbyteTracedException) as raised:
-        client.send(b'{"txn":[]}')
+        apply(client, b'{"txn":[]}')
     assert "http://127.0.0.1:9" in raised.value.message
     assert "hunter2" not in raised.value.message

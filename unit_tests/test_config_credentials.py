@@ -19,9 +19,9 @@ from destination_kvdb.keys import FENCE_MARKS
 from destination_kvdb.reader import LineBlocks, line_chunks
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
-from integration_tests.support.fake_kvdb import BASE_URL, BUCKET, PROBE_PREFIX, is_list
 from integration_tests.support.messages import catalog, configured_stream, record, stream_status
 from unit_tests.append_keys import append_key
+from unit_tests.fake_kvdb import BASE_URL, BUCKET, PROBE_PREFIX, is_list
 
 TOKEN = "tok-" + "Q" * 40
 TOKEN_CONFIG = {"bucket_id": "bkt", "access_token": TOKEN, "key_prefix": "team1/", "base_url": "https://kvdb.test"}

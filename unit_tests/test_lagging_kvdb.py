@@ -21,7 +21,7 @@ from destination_kvdb.finalization import StreamFinalization
 from destination_kvdb.plan import StreamPlan
 from destination_kvdb.spill import WrittenKeys
 from destination_kvdb.retention import Retention
-from integration_tests.support.fake_kvdb import (
+from unit_tests.fake_kvdb import (
     BASE_URL,
     BUCKET,
     CONFIG,

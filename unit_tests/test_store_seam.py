@@ -1,27 +1,13 @@
 """The store seam holds: KvDB's wire format is spelled in one module, and the sync above the seam never imports KvDB's
-implementation (so another store is another Store and Batch, and nothing above them changes)."""
+implementation, its credential included (so another store is another Store and Batch, and nothing above them
+changes)."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
+from unit_tests.package_modules import PACKAGE, imports
 
-import destination_kvdb
-
-PACKAGE = Path(destination_kvdb.__file__).parent
-KVDB = {"bucket", "transactions", "client"}  # below the seam
+KVDB = {"bucket", "transactions", "client", "credentials"}  # below the seam
 WIRE = ('{"set"', '{"delete"', '{"txn"')
-
-
-def imports(module: str) -> set[str]:
-    """The package's modules that `module` imports."""
-    found = set()
-    for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("destination_kvdb."):
-            found.add(node.module.split(".")[1])
-        elif isinstance(node, ast.ImportFrom) and node.module == "destination_kvdb":
-            found |= {alias.name for alias in node.names}
-    return found
 
 
 def test_only_transactions_spells_kvdbs_ops():
@@ -39,3 +25,8 @@ def test_the_sync_reaches_kvdb_only_through_the_store_seam():
             todo += imports(module)
 
     assert "store" in reached and not reached & KVDB, sorted(reached & KVDB)
+
+
+def test_check_knows_the_credential_only_through_the_stores_probe():
+    """check builds KvDB's store from the config (bucket, and client for its retry policy), and asks it alone."""
+    assert imports("check") & KVDB == {"bucket", "client"}

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from destination_kvdb.transactions import RequestLimit, TxnPacker, set_op
-from integration_tests.support.fake_kvdb import random_ops
+from unit_tests.fake_kvdb import random_ops
 
 
 class Sent:

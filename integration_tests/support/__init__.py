@@ -5,9 +5,8 @@
 - connector: the connector as a real process (ConnectorProcess, run_write, run_check) and what a run printed;
 - zygote: the pre-imported parent those processes are forked from;
 - waiting: free loopback ports and waiting for a condition with a deadline;
-- clock: the fake clock for retry, quota and backoff code;
-- fake_kvdb: a fake KvDB behind requests' transport, and check() run in this process, for the unit tests;
 - e2e: the real source-faker piped into the connector; platform_sim: the connector driven as the platform drives it.
 
-The pytest fixtures built on these live in the two conftest.py files.
+The pytest fixtures built on these live in the two conftest.py files. The unit tests' fakes live with the unit tests
+(unit_tests/: fake_store, fake_kvdb, fake_clock); the local server's own tests run it in process on fake_clock's time.
 """

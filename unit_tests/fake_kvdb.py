@@ -1,7 +1,7 @@
 """A fake KvDB behind requests' transport (`HTTPAdapter.send` patched), for unit tests of the client and of check.
 
 The real `KvdbSession.request` retry loop, the auth hook and the status mapping run; only the network is fake (and,
-with support.clock, the time).
+with fake_clock.py, the time).
 """
 
 from __future__ import annotations
