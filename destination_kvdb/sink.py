@@ -16,6 +16,7 @@ from airbyte_cdk.models import ConfiguredAirbyteStream, FailureType
 from destination_kvdb import keys, messages
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
+from destination_kvdb.pipeline import RecordCounts
 from destination_kvdb.plan import StreamPlan
 from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedRecord, RecordValues
 from destination_kvdb.settings import Settings
@@ -55,9 +56,12 @@ def _nulled_summary(built: Built) -> str:
 
 class StreamSink:
     """One catalog stream's encoder: how its records become ops, by its plan (plan.py). `written` holds the dedup keys
-    a truncating stream wrote, which its finalization keeps whatever a listing shows."""
+    a truncating stream wrote, which its finalization keeps whatever a listing shows. It counts its records, and the
+    sync's (`counts`, shared by every stream)."""
 
-    def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, batch: Batch, clock: CoarseClock, settings: Settings):
+    def __init__(
+        self, configured: ConfiguredAirbyteStream, run_id: str, batch: Batch, clock: CoarseClock, settings: Settings, counts: RecordCounts
+    ):
         self.plan = plan = StreamPlan.of(configured, run_id, settings)
         self.label = plan.label  # its counts' name
         self._dedup, self._prefix, self._primary_key = plan.dedup, plan.prefix, plan.primary_key
@@ -74,7 +78,7 @@ class StreamSink:
         self._copy_limit = -1 if settings.include_airbyte_metadata else MAX_VALUE_BYTES  # larger values are built
         self._check_limit = min(self._copy_limit, 2 * messages.MAX_NESTING)  # smaller values cannot nest too deeply
         self.records = 0
-        self.superseded = 0  # dedup records that made no op: an older version of a key than one sent in this run
+        self._counts = counts
         self.bytes = 0
         self.reduced = 0
         self.records_at_last_state = 0
@@ -109,6 +113,7 @@ class StreamSink:
             except NotAnObject as not_an_object:
                 raise _unreadable_data(not_an_object) from None
         self.records += 1
+        self._counts.records += 1
         self.bytes += len(value)
         return superseded
 
@@ -149,7 +154,7 @@ class StreamSink:
         except keys.MissingPrimaryKey as missing:
             raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
         if not self._admit(key, self._version(fields, record.emitted_at)):
-            self.superseded += 1
+            self._counts.superseded += 1
             return True
         deleted_at = fields.get(CDC_DELETED_AT)
         if deleted_at is not None and bytes(deleted_at) != b"null":

@@ -52,14 +52,14 @@ class KvdbWriter:
         self.settings = settings
         self.progress = progress or Progress(bucket.usage)
         self.sinks: dict[StreamKey, StreamSink] = {}
-        self.pipeline = AckPipeline(bucket.send, emit, settings.max_requests_in_flight, self.sinks.values())
+        self.pipeline = AckPipeline(bucket.send, emit, settings.max_requests_in_flight)
         self.packer = bucket.batch(self.pipeline.submit)
         self.ends = StreamEnds(bucket, self.packer, self.pipeline, settings.max_listing_lag_seconds)
         self.clock = CoarseClock()
         try:
             run_id = keys.new_run_id()
             for configured in catalog.streams:
-                sink = StreamSink(configured, run_id, self.packer, self.clock, settings)
+                sink = StreamSink(configured, run_id, self.packer, self.clock, settings, self.pipeline.counts)
                 self.sinks[(sink.plan.namespace, sink.plan.name)] = sink
         except BaseException:
             self.clock.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
+from typing import Optional
 
 import orjson
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
@@ -14,6 +15,7 @@ from destination_kvdb.router import Router
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import StreamSink
 from destination_kvdb.state_delay import StateDelay
+from destination_kvdb.store import OpRefused
 from destination_kvdb.stream_ends import StreamEnds
 from integration_tests.support.messages import catalog
 from unit_tests.fake_store import FakeStore
@@ -31,7 +33,8 @@ def line(message: dict) -> bytes:
 
 
 class SyncParts:
-    """`echoed` the states released, as bytes; `stored_at_echo` how many keys the store held at each. Call close()."""
+    """`echoed` the states released, as bytes; `stored_at_echo` how many keys the store held at each; `refuse` a key the
+    store refuses to set (400) and which record of its request that op is of. Call close()."""
 
     def __init__(self, *streams: dict, settings: Settings = SETTINGS, old_keys: tuple[str, ...] = ()):
         self.store = FakeStore()
@@ -41,19 +44,25 @@ class SyncParts:
         self.sinks: dict = {}
         self.requests_go = threading.Event()  # cleared: a request sent stays in flight, not stored, until it is set
         self.requests_go.set()
-        self.pipeline = AckPipeline(self._send, self._echo, 1, self.sinks.values())
+        self.refuse: Optional[tuple[str, int]] = None
+        self.pipeline = AckPipeline(self._send, self._echo, 1)
         self.batch = self.store.batch(self.pipeline.submit)
         self.ends = StreamEnds(self.store, self.batch, self.pipeline, settings.max_listing_lag_seconds)
         clock = SimpleNamespace(ms=1_700_000_000_000)
         for configured in ConfiguredAirbyteCatalogSerializer.load(catalog(*streams)).streams:
-            sink = StreamSink(configured, "abc123", self.batch, clock, settings)
+            sink = StreamSink(configured, "abc123", self.batch, clock, settings, self.pipeline.counts)
             self.sinks[(sink.plan.namespace, sink.plan.name)] = sink
         self.states = StateDelay(self.batch, self.pipeline, settings.max_state_delay_seconds)
         self.router = Router(self.sinks, self.batch, self.pipeline, self.states, self.ends, settings)
 
     def _send(self, request) -> None:
         self.requests_go.wait()
-        self.store.send(request)
+        refused = [index for index, (key, _) in enumerate(request) if self.refuse and key == self.refuse[0]]
+        if not refused:
+            return self.store.send(request)
+        if refused[0]:
+            self.store.send(request[: refused[0]])  # the ops before the refused one are applied, none after
+        raise OpRefused(refused[0], self.refuse[0], ": refused by the test", record_in_request=self.refuse[1])
 
     def _echo(self, state: bytes) -> None:
         self.echoed.append(state)

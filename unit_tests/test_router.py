@@ -11,6 +11,7 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb.store import OpRefused
 from integration_tests.support.messages import configured_stream, global_state, stream_state, stream_status
 from unit_tests.sync_parts import OLD_KEY, SETTINGS, SyncParts, line, record_line
 
@@ -128,3 +129,19 @@ def test_a_trace_other_than_a_stream_status_passes(parts):
     sync.route(b'{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"x"}}}', record_line("a", b"{}"))
 
     assert sync.router.other_messages == 1 and sync.sink("a").records == 1 and not sync.ends.statuses_seen
+
+
+def test_a_record_the_store_refused_is_named_by_its_line_past_superseded_versions_and_other_lines(parts):
+    """The pipeline numbers the refused op among the records that made one (the sinks' running counts); the router adds
+    the lines that sent none: here an older dedup version and a state."""
+    sync = parts(configured_stream("d", "append_dedup", primary_key=[["id"]]), settings=replace(SETTINGS, max_state_delay_seconds=0))
+    sync.refuse = ("d__ab__k.2", 1)  # the first record of its request
+    older = b'{"type":"RECORD","record":{"stream":"d","data":{"id":1,"v":"older"},"emitted_at":0}}'
+    sync.route(record_line("d", b'{"id":1}'), older, line(stream_state("d", 1)), record_line("d", b'{"id":2}'))
+    with pytest.raises(OpRefused) as refused:
+        sync.router.store_all()
+    error = sync.router.refused(refused.value)
+
+    assert error.message.startswith("input line 4: KvDB refused to store this record of stream 'd' (400): refused by the test;")
+    assert sync.pipeline.records_stored == 2 and len(sync.echoed) == 1  # the state's request held both lines' records
+    assert list(sync.store.under("d__ab__").values()) == [b'{"id":1}']

@@ -14,6 +14,7 @@ import pytest
 from airbyte_cdk.models import ConfiguredAirbyteStreamSerializer, FailureType
 
 from destination_kvdb import messages
+from destination_kvdb.pipeline import RecordCounts
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import RejectedRecord, StreamSink
 from unit_tests.fake_store import FakeStore
@@ -34,7 +35,7 @@ class Sync:
         self.packer = self.bucket.batch(lambda request, _keys: self.bucket.send(request))
         self.clock = SimpleNamespace(ms=EPOCH_MS)
         configured = ConfiguredAirbyteStreamSerializer.load(configured_stream("users", mode, **stream))
-        self.sink = StreamSink(configured, RUN_ID, self.packer, self.clock, settings)
+        self.sink = StreamSink(configured, RUN_ID, self.packer, self.clock, settings, RecordCounts())
         self._decode = messages.message_decoder(settings.include_airbyte_metadata).decode
 
     def write(self, *data: bytes) -> None:
