@@ -55,17 +55,24 @@ def _nulled_summary(built: Built) -> str:
 
 
 class StreamSink:
-    """One catalog stream's encoder: how its records become ops, by its plan (plan.py). `written` holds the dedup keys
-    a truncating stream wrote, which its finalization keeps whatever a listing shows. It counts its records, and the
-    sync's (`counts`, shared by every stream)."""
+    """One catalog stream's encoder: how its records become ops, by its plan (plan.py). A truncating dedup stream notes
+    the keys it writes in `written` (its stream end's: finalization keeps them whatever a listing shows). It counts its
+    records, and the sync's (`counts`, shared by every stream)."""
 
     def __init__(
-        self, configured: ConfiguredAirbyteStream, run_id: str, batch: Batch, clock: CoarseClock, settings: Settings, counts: RecordCounts
+        self,
+        configured: ConfiguredAirbyteStream,
+        plan: StreamPlan,
+        batch: Batch,
+        clock: CoarseClock,
+        settings: Settings,
+        counts: RecordCounts,
+        written: Optional[WrittenKeys],
     ):
-        self.plan = plan = StreamPlan.of(configured, run_id, settings)
+        self.plan = plan
         self.label = plan.label  # its counts' name
         self._dedup, self._prefix, self._primary_key = plan.dedup, plan.prefix, plan.primary_key
-        self._tag, self._run_id = plan.retention.tag, run_id
+        self._tag, self._run_id = plan.retention.tag, plan.retention.run_id
         self.values = RecordValues(
             primary_key=plan.primary_key,
             cursor_field=plan.cursor.path,
@@ -89,7 +96,7 @@ class StreamSink:
         self._clock = clock
         self._ms = 0
         self._op_start = b""  # the key up to the counter's last two hex digits, as the batch prepared it
-        self.written: Optional[WrittenKeys] = WrittenKeys() if plan.marks_written_keys else None
+        self._written = written
         self.versions = VersionIndex()  # dedup: the newest version sent per key; a dict that stays empty otherwise
         self._admit, self._version = self.versions.admit, plan.cursor.version
 
@@ -161,9 +168,9 @@ class StreamSink:
             self._batch.delete(key, key)
             return False
         self._batch.set_key(key, value, key)
-        if self.written is not None:
+        if self._written is not None:
             self._batch.put(keys.marker_key(self._prefix, self.plan.retention.generation_id, key), key)
-            self.written.add(key)
+            self._written.add(key)
         return False
 
     def take_records_since_state(self) -> int:
@@ -171,6 +178,4 @@ class StreamSink:
         return count
 
     def close(self) -> None:
-        if self.written is not None:
-            self.written.close()
         self.versions.close()

@@ -37,7 +37,7 @@ class Run:
         self.states: list[dict] = []
         self.stored_at_echo: list[int] = []
         self.catalog = ConfiguredAirbyteCatalogSerializer.load(catalog(*streams))
-        self.writer = KvdbWriter(self.catalog, self.bucket, self._echo, settings)
+        self.settings = settings
         self.error: Optional[BaseException] = None
         self.after_echo = lambda: None
 
@@ -46,9 +46,12 @@ class Run:
         self.stored_at_echo.append(len(self.bucket.store))
         self.after_echo()
 
+    def writer(self, blocks: LineBlocks) -> KvdbWriter:
+        return KvdbWriter(self.catalog, self.bucket, self._echo, self.settings, blocks)
+
     def write(self, lines: list[bytes]) -> "Run":
         try:
-            self.writer.write(LineBlocks(line_chunks(lines)))
+            self.writer(LineBlocks(line_chunks(lines))).write()
         except (AirbyteTracedException, InputInterrupted) as error:
             self.error = error
         return self
@@ -111,7 +114,7 @@ def test_a_signal_before_the_complete_is_acted_on_finalizes_nothing_but_stores_a
     blocks = LineBlocks(iter([b"\n".join(lines) + b"\n"]))  # one block: the COMPLETE is read before the signal
     run.after_echo = blocks.stop_reading  # the signal arrives while the records before the COMPLETE are stored
     with pytest.raises(InputInterrupted):
-        run.writer.write(blocks)
+        run.writer(blocks).write()
 
     assert run.cursors() == [1]
     assert "o" + OLD_KEY in run.bucket.store and b'{"id":1}' in run.bucket.store.values()
