@@ -5,6 +5,7 @@ finalization from waiting."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import replace
 
 import orjson
@@ -14,8 +15,9 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.finalization import FENCE_VALUE
 from destination_kvdb.reader import InputInterrupted
+from destination_kvdb.spill import WrittenKeys
 from destination_kvdb.stream_ends import no_input
-from integration_tests.support.messages import configured_stream, stream_state
+from integration_tests.support.messages import configured_stream, stream_state, stream_status
 from unit_tests.sync_parts import OLD_KEY, SETTINGS, SyncParts, line, record_line
 
 FENCE = orjson.dumps(FENCE_VALUE)
@@ -143,3 +145,45 @@ def test_no_input_names_the_streams_that_kept_their_data_and_the_hand_run_typo(p
     assert error.message.startswith("no input arrived on stdin (not a single message): nothing was stored or deleted")
     assert f"so every stream ({named}) kept its earlier data" in error.message
     assert "a misspelt file name makes `cat` print an error and send nothing" in error.message
+
+
+def test_when_the_input_idles_after_a_stream_ended_what_is_held_is_stored_and_the_stream_finalized_in_one_step(parts):
+    sync = parts(configured_stream("o", "overwrite"), configured_stream("a"), old_keys=("o",))
+    sync.route(record_line("a", b'{"id":1}'), line(stream_state("a", 1)))
+    sync.ends.after_block(idle=True)  # no stream ended: an idle input sends nothing (the state waits for its delay)
+    assert sync.store.requests == [] and sync.echoed == []
+
+    sync.route(record_line("o", b'{"id":2}'), line(stream_status("o")))
+    sync.ends.after_block(idle=False)  # more input may come: the fence waits for a batch sent anyway
+    assert sync.store.requests == [] and sync.ends.pending
+
+    sync.ends.after_block(idle=True)
+    assert sync.store.kinds() == ["write", "list", "delete"] and not sync.ends.pending
+    assert sorted(sync.store.store.values()) == [b'{"id":1}', b'{"id":2}'] and len(sync.echoed) == 1
+
+
+def test_a_run_that_fails_while_storing_what_it_received_still_removes_the_fences_it_sent(parts):
+    sync = parts(configured_stream("o", "overwrite"), configured_stream("a"), old_keys=("o",))
+    sync.route(record_line("o", b'{"id":1}'), line(stream_status("o")))
+    sync.ends.store_held()  # the fence went with o's record and is stored; o is not finalized yet
+    sync.route(record_line("a", b'{"id":2}'))
+    sync.store.refuse = lambda ops: b'{"id":2}' in [value for _, value in ops]
+
+    with pytest.raises(AirbyteTracedException, match="the fake store refused a request"):
+        sync.ends.abandon()
+    assert sorted(sync.store.store.values()) == [b'{"id":1}', b"{}"]  # no fence; the earlier data kept
+    assert "list" not in sync.store.kinds() and sync.store.kinds()[-1] == "delete"
+
+
+def test_a_finalized_dedup_stream_keeps_the_keys_it_wrote_and_its_spill_file_goes_right_after(parts, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(WrittenKeys, "BATCH", 1)  # each written key goes to the stream's spill file at once
+    dedup = configured_stream("d", "append_dedup", primary_key=[["id"]], generation_id=2, minimum_generation_id=2)
+    sync = parts(dedup, configured_stream("a"), old_keys=("d",))
+    sync.route(record_line("d", b'{"id":1}'), line(stream_status("d")), record_line("a", b"{}"))
+    assert len(list(tmp_path.glob("*.keys"))) == 1
+
+    sync.ends.store_held()
+    sync.ends.after_block(idle=False)
+    assert "d" + OLD_KEY not in sync.store.store and sync.store.store["d__ab__k.1"] == b'{"id":1}'
+    assert list(tmp_path.glob("*.keys")) == []  # gone with the finalization, before the sync ends
