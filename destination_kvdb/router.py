@@ -17,6 +17,7 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import messages
 from destination_kvdb.line_errors import bad_line, line_error, refused_record, rejected_record
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP
+from destination_kvdb.pipeline import RecordCounts
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import RejectedRecord, StreamKey, StreamSink
 from destination_kvdb.state_delay import StateDelay
@@ -27,8 +28,9 @@ from destination_kvdb.stream_ends import StreamEnds
 class Router:
     """Counts the lines done, and the messages that were not records of a known stream."""
 
-    def __init__(self, sinks: dict[StreamKey, StreamSink], states: StateDelay, ends: StreamEnds, settings: Settings):
+    def __init__(self, sinks: dict[StreamKey, StreamSink], counts: RecordCounts, states: StateDelay, ends: StreamEnds, settings: Settings):
         self.sinks = sinks
+        self._counts = counts  # the records received, of every stream (the sinks count them)
         self.states = states
         self.ends = ends
         self._decoder = messages.message_decoder(settings.include_airbyte_metadata)
@@ -36,10 +38,6 @@ class Router:
         self.other_messages = 0  # messages other than records of a known stream
         self.records_at_last_global_state = 0
         self._lines_without_ops = array("q")  # in order, lines that sent no record: a record's line from its number (refused)
-
-    @property
-    def records_received(self) -> int:
-        return sum(sink.records for sink in self.sinks.values())
 
     def block(self, block: bytes) -> None:
         """The hot loop: a block decoded in one call, records of known streams straight to their sink."""
@@ -148,7 +146,7 @@ class Router:
             if sink:
                 self.ends.named_by_state(sink.plan)
         else:  # GLOBAL and LEGACY states cover every stream
-            total = self.records_received
+            total = self._counts.records
             count, self.records_at_last_global_state = total - self.records_at_last_global_state, total
         self.states.add_state(messages.state_echo(message, state, count))
 

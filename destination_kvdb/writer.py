@@ -70,13 +70,13 @@ class KvdbWriter:
             self.clock.stop()
             raise
         self.states = StateDelay(self.packer, self.pipeline, settings.max_state_delay_seconds)
-        self.router = Router(self.sinks, self.states, self.ends, settings)
+        self.router = Router(self.sinks, self.pipeline.counts, self.states, self.ends, settings)
 
     def write(self) -> None:
         """Process the whole input, then end the sync; on any error or signal store and ack what came before."""
         try:
             self._read()
-            if not self.router.other_messages and not self.router.records_received:
+            if not self.router.other_messages and not self.pipeline.counts.records:
                 raise no_input(sink.plan for sink in self.sinks.values())
             self.ends.end_of_input({sink.plan: sink.records for sink in self.sinks.values()})  # stores, then finalizes
         except (AirbyteTracedException, InputInterrupted) as error:
@@ -120,7 +120,7 @@ class KvdbWriter:
     def _store_before_failing(self, error: Exception) -> None:
         """Store the records received before the error or signal, so that the states before it are echoed; no stream is
         finalized, and the fences sent are removed."""
-        unstored = isinstance(error, AirbyteTracedException) and self.router.records_received > self.pipeline.records_stored
+        unstored = isinstance(error, AirbyteTracedException) and self.pipeline.counts.records > self.pipeline.records_stored
         try:
             self.ends.abandon()
         except AirbyteTracedException as also:

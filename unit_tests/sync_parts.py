@@ -58,7 +58,7 @@ class SyncParts:
             sink = StreamSink(configured, plan, self.batch, clock, settings, self.pipeline.counts, self.ends.keys_written(plan))
             self.sinks[(plan.namespace, plan.name)] = sink
         self.states = StateDelay(self.batch, self.pipeline, settings.max_state_delay_seconds)
-        self.router = Router(self.sinks, self.states, self.ends, settings)
+        self.router = Router(self.sinks, self.pipeline.counts, self.states, self.ends, settings)
 
     def _send(self, request) -> None:
         self.requests_go.wait()

@@ -43,7 +43,7 @@ def test_records_of_catalog_streams_reach_their_sink_and_are_counted(parts):
     assert list(sync.store.under("a__ab__").values()) == [b'{"id": 1, "n": 1.50}', b'{"id":3}']
     assert [value for key, value in sync.store.store.items() if not key.startswith("a__")] == [b'{"id":2}']
     assert (sync.sink("a").records, sync.sink("b", "ns").records) == (2, 1)
-    assert sync.router.records_received == 3 and sync.router.lines == 3 and sync.router.other_messages == 0
+    assert sync.pipeline.counts.records == 3 and sync.router.lines == 3 and sync.router.other_messages == 0
 
 
 @pytest.mark.parametrize(
