@@ -105,8 +105,10 @@ class StreamSink:
         made no op (a dedup version older than one sent in this run), so the router can tell a record's line by its
         place among the records sent."""
         value = record.data
-        if len(value) > self._check_limit:
+        size = len(value)
+        if size > self._check_limit:
             value = self._checked(record)
+            size = len(value)
         superseded = False
         if self._dedup:
             superseded = self._write_dedup(record, value)
@@ -121,7 +123,7 @@ class StreamSink:
                 raise _unreadable_data(not_an_object) from None
         self.records += 1
         self._counts.records += 1
-        self.bytes += len(value)
+        self.bytes += size
         return superseded
 
     def _checked(self, record: messages.Record) -> bytes:
