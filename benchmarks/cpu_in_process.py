@@ -42,7 +42,7 @@ def connector_cpu(data: bytes, catalog, records: int) -> float:
         stdin.write(data)
         stdin.seek(0)
         started = time.process_time()
-        KvdbWriter(catalog, client, lambda state: None, Settings.from_config({})).write(LineBlocks(fd_chunks(stdin.fileno())))
+        KvdbWriter(catalog, client, lambda state: None, Settings.from_config({}), LineBlocks(fd_chunks(stdin.fileno()))).write()
         return (time.process_time() - started) / records * 1e6
 
 

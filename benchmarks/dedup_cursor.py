@@ -11,6 +11,7 @@ Usage: python benchmarks/dedup_cursor.py [--records 300000] [--keys 100000] [--r
 
 import argparse
 import gc
+import inspect
 import os
 import random
 import statistics
@@ -81,7 +82,11 @@ def run_once(path: Path, cursor: str) -> tuple[float, int]:
     configured = ConfiguredAirbyteCatalogSerializer.load(catalog(cursor))
     with open(path, "rb") as stdin:
         started = time.process_time()
-        KvdbWriter(configured, bucket, lambda state: None, Settings.from_config({})).write(LineBlocks(fd_chunks(stdin.fileno())))
+        blocks = LineBlocks(fd_chunks(stdin.fileno()))
+        if "blocks" in inspect.signature(KvdbWriter).parameters:
+            KvdbWriter(configured, bucket, lambda state: None, Settings.from_config({}), blocks).write()
+        else:  # a --tree checkout before the writer took its input when built (0.6.0 and earlier)
+            KvdbWriter(configured, bucket, lambda state: None, Settings.from_config({})).write(blocks)
         return time.process_time() - started, ops
 
 

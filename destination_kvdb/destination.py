@@ -12,7 +12,8 @@ import logging
 import queue
 import sys
 import threading
-from typing import Any, Callable, Iterable, Mapping, Optional
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import orjson
 from airbyte_cdk.destinations import Destination
@@ -60,18 +61,20 @@ class DestinationKvdb(Destination):
             self._run_write(parsed_args.config, parsed_args.catalog)
 
     def _run_write(self, config_path: str, catalog_path: str) -> None:
-        """`write` on stdin, stopped safely by SIGTERM or SIGINT (stopping.py)."""
+        """`write` on stdin, stopped safely by SIGTERM or SIGINT (stopping.py) once the writer can account for what it
+        stored; until then run.py's handlers end the run with nothing stored or deleted."""
         settings = validated(self.read_config(config_path=config_path))
         catalog = _catalog(catalog_path)
         logger.info("Begin writing to KvDB...")
         # What the CDK imported lives for the whole process: keep the cyclic GC from rescanning it.
         gc.freeze()
         blocks = LineBlocks(fd_chunks(sys.stdin.fileno()))
-        stopping = Stopping(settings.max_stop_seconds, blocks)
-        try:
-            self._write(settings, catalog, blocks, print_line, stopping)
-        except InputInterrupted:
-            stopping.end()
+        with _writer(settings, catalog, blocks, print_line) as writer:
+            stopping = Stopping(settings.max_stop_seconds, blocks, writer.account)
+            try:
+                writer.write()
+            except InputInterrupted:
+                stopping.end()
 
     def write(
         self,
@@ -87,7 +90,8 @@ class DestinationKvdb(Destination):
 
         def work() -> None:
             try:
-                self._write(settings, configured_catalog, LineBlocks(line_chunks(lines)), outbox.put)
+                with _writer(settings, configured_catalog, LineBlocks(line_chunks(lines)), outbox.put) as writer:
+                    writer.write()
                 outbox.put(finished)
             except BaseException as error:  # handed to the caller's thread below
                 outbox.put(error)
@@ -121,23 +125,15 @@ class DestinationKvdb(Destination):
         """Try each permission a sync needs on a probe key (check.py); never raises, and never quotes the secret."""
         return check_connection(config)
 
-    def _write(
-        self,
-        settings: Settings,
-        catalog: ConfiguredAirbyteCatalog,
-        blocks: LineBlocks,
-        emit: Callable[[bytes], None],
-        stopping: Optional[Stopping] = None,
-    ) -> None:
-        bucket = KvdbBucket.from_settings(settings)
-        try:
-            writer = KvdbWriter(catalog, bucket, emit, settings)
-            if stopping is not None:
-                stopping.pipeline = writer.pipeline
-                stopping.ends = writer.ends
-            writer.write(blocks)
-        finally:
-            bucket.close()
+
+@contextmanager
+def _writer(settings: Settings, catalog: ConfiguredAirbyteCatalog, blocks: LineBlocks, emit: Callable[[bytes], None]) -> Iterator[KvdbWriter]:
+    """A writer for this input over the KvDB store the config names; the store's connections close after it."""
+    bucket = KvdbBucket.from_settings(settings)
+    try:
+        yield KvdbWriter(catalog, bucket, emit, settings, blocks)
+    finally:
+        bucket.close()
 
 
 def _json_file(path: str, what: str) -> Any:

@@ -14,21 +14,29 @@ from __future__ import annotations
 import threading
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Callable, Iterable, Optional
+from typing import Callable, Optional
 
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
-from destination_kvdb.progress import Counted
 from destination_kvdb.store import OpRefused, Request
 
 
-class AckPipeline:
-    """`streams` count the records received (read at each submit: a request holds every record received before it)."""
+class RecordCounts:
+    """The sync's running counts, which the sinks keep as they write: a request holds every record received before it
+    was submitted, and a refused op is numbered among the records that made an op."""
 
-    def __init__(
-        self, send: Callable[[Request], None], release: Callable[[bytes], None], max_in_flight: int, streams: Iterable[Counted] = ()
-    ):
+    __slots__ = ("records", "superseded")
+
+    def __init__(self) -> None:
+        self.records = 0  # records received, of every stream
+        self.superseded = 0  # of those, dedup records that made no op (an older version than one sent in this run)
+
+
+class AckPipeline:
+    """`counts` are the records received so far (the sinks count them; read at each submit)."""
+
+    def __init__(self, send: Callable[[Request], None], release: Callable[[bytes], None], max_in_flight: int):
         self._send = send
         self._release = release
         self._max_in_flight = max_in_flight
@@ -47,13 +55,13 @@ class AckPipeline:
         self._records_through: dict[int, int] = {}  # request number -> records received before it was sent
         self._sent_submitted = 0  # records that made an op (not superseded dedup versions) before the last request
         self.records_stored = 0  # the records of every request up to the last one acknowledged in order
-        self._streams = streams
+        self.counts = RecordCounts()
 
     def submit(self, body: Request, conflict_keys: set[str]) -> None:
         """Send a request holding every record received so far; blocks while the pool is full or a request
         touching the same keys runs."""
-        records = sum(stream.records for stream in self._streams)
-        sent = records - sum(stream.superseded for stream in self._streams)  # records with an op: a refused op's number
+        records = self.counts.records
+        sent = records - self.counts.superseded  # records with an op: a refused op's number
         self._raise_if_failed()
         self._forget_finished()
         clashing = [future for future, keys in self._in_flight.values() if conflict_keys and not keys.isdisjoint(conflict_keys)]

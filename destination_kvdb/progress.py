@@ -13,7 +13,6 @@ logger = logging.getLogger("airbyte")
 class Counted(Protocol):
     label: str
     records: int
-    superseded: int  # of those, dedup records that made no op (an older version than one sent in this run)
     bytes: int
 
 

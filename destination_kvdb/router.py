@@ -1,4 +1,4 @@
-"""The router: each input line to where it goes. Records to their stream's sink, states to the pipeline, stream
+"""The router: each input line to where it goes. Records to their stream's sink, states to the state delay, stream
 statuses to the stream ends, and a line it cannot use to line_errors.py, which says why.
 
 A block of lines is decoded in one call into typed messages whose record `data` is the raw bytes
@@ -17,23 +17,20 @@ from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 from destination_kvdb import messages
 from destination_kvdb.line_errors import bad_line, line_error, refused_record, rejected_record
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP
-from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.pipeline import RecordCounts
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import RejectedRecord, StreamKey, StreamSink
 from destination_kvdb.state_delay import StateDelay
-from destination_kvdb.store import Batch, OpRefused
+from destination_kvdb.store import OpRefused
 from destination_kvdb.stream_ends import StreamEnds
 
 
 class Router:
     """Counts the lines done, and the messages that were not records of a known stream."""
 
-    def __init__(
-        self, sinks: dict[StreamKey, StreamSink], packer: Batch, pipeline: AckPipeline, states: StateDelay, ends: StreamEnds, settings: Settings
-    ):
+    def __init__(self, sinks: dict[StreamKey, StreamSink], counts: RecordCounts, states: StateDelay, ends: StreamEnds, settings: Settings):
         self.sinks = sinks
-        self.packer = packer
-        self.pipeline = pipeline
+        self._counts = counts  # the records received, of every stream (the sinks count them)
         self.states = states
         self.ends = ends
         self._decoder = messages.message_decoder(settings.include_airbyte_metadata)
@@ -41,15 +38,6 @@ class Router:
         self.other_messages = 0  # messages other than records of a known stream
         self.records_at_last_global_state = 0
         self._lines_without_ops = array("q")  # in order, lines that sent no record: a record's line from its number (refused)
-
-    @property
-    def records_received(self) -> int:
-        return sum(sink.records for sink in self.sinks.values())
-
-    def store_all(self) -> None:
-        """Send the part-filled batch and wait until every request succeeded (raising the first failure)."""
-        self.packer.flush()
-        self.pipeline.drain()
 
     def block(self, block: bytes) -> None:
         """The hot loop: a block decoded in one call, records of known streams straight to their sink."""
@@ -156,9 +144,9 @@ class Router:
             sink = self._descriptor_sink(number, messages.fields(state["stream"]))
             count = sink.take_records_since_state() if sink else 0
             if sink:
-                self.ends.named_by_state(sink)
+                self.ends.named_by_state(sink.plan)
         else:  # GLOBAL and LEGACY states cover every stream
-            total = self.records_received
+            total = self._counts.records
             count, self.records_at_last_global_state = total - self.records_at_last_global_state, total
         self.states.add_state(messages.state_echo(message, state, count))
 
@@ -169,8 +157,8 @@ class Router:
             return
         status = messages.fields(trace["stream_status"])
         sink = self._descriptor_sink(number, status)
-        # A COMPLETE does not send the batch: the stream is finalized once the batch holding its records is stored.
-        self.ends.status(sink, complete=bytes(status.get("status", b"")) == b'"COMPLETE"')
+        # A COMPLETE sends nothing: the stream ends own the rest (its fence rides in the next request sent anyway).
+        self.ends.status(sink.plan if sink else None, complete=bytes(status.get("status", b"")) == b'"COMPLETE"')
 
 
 def _object_field(number: int, message: dict[str, msgspec.Raw], field: str) -> dict[str, msgspec.Raw]:

@@ -16,6 +16,7 @@ from airbyte_cdk.models import ConfiguredAirbyteStream, FailureType
 from destination_kvdb import keys, messages
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.messages import NOT_READABLE, TOO_DEEP, WITHOUT_DATA
+from destination_kvdb.pipeline import RecordCounts
 from destination_kvdb.plan import StreamPlan
 from destination_kvdb.record_values import MAX_VALUE_BYTES, Built, OversizedRecord, RecordValues
 from destination_kvdb.settings import Settings
@@ -54,14 +55,24 @@ def _nulled_summary(built: Built) -> str:
 
 
 class StreamSink:
-    """One catalog stream's encoder: how its records become ops, by its plan (plan.py). `written` holds the dedup keys
-    a truncating stream wrote, which its finalization keeps whatever a listing shows."""
+    """One catalog stream's encoder: how its records become ops, by its plan (plan.py). A truncating dedup stream notes
+    the keys it writes in `written` (its stream end's: finalization keeps them whatever a listing shows). It counts its
+    records, and the sync's (`counts`, shared by every stream)."""
 
-    def __init__(self, configured: ConfiguredAirbyteStream, run_id: str, batch: Batch, clock: CoarseClock, settings: Settings):
-        self.plan = plan = StreamPlan.of(configured, run_id, settings)
+    def __init__(
+        self,
+        configured: ConfiguredAirbyteStream,
+        plan: StreamPlan,
+        batch: Batch,
+        clock: CoarseClock,
+        settings: Settings,
+        counts: RecordCounts,
+        written: Optional[WrittenKeys],
+    ):
+        self.plan = plan
         self.label = plan.label  # its counts' name
         self._dedup, self._prefix, self._primary_key = plan.dedup, plan.prefix, plan.primary_key
-        self._tag, self._run_id = plan.retention.tag, run_id
+        self._tag, self._run_id = plan.retention.tag, plan.retention.run_id
         self.values = RecordValues(
             primary_key=plan.primary_key,
             cursor_field=plan.cursor.path,
@@ -74,7 +85,7 @@ class StreamSink:
         self._copy_limit = -1 if settings.include_airbyte_metadata else MAX_VALUE_BYTES  # larger values are built
         self._check_limit = min(self._copy_limit, 2 * messages.MAX_NESTING)  # smaller values cannot nest too deeply
         self.records = 0
-        self.superseded = 0  # dedup records that made no op: an older version of a key than one sent in this run
+        self._counts = counts
         self.bytes = 0
         self.reduced = 0
         self.records_at_last_state = 0
@@ -85,7 +96,7 @@ class StreamSink:
         self._clock = clock
         self._ms = 0
         self._op_start = b""  # the key up to the counter's last two hex digits, as the batch prepared it
-        self.written: Optional[WrittenKeys] = WrittenKeys() if plan.marks_written_keys else None
+        self._written = written
         self.versions = VersionIndex()  # dedup: the newest version sent per key; a dict that stays empty otherwise
         self._admit, self._version = self.versions.admit, plan.cursor.version
 
@@ -94,8 +105,10 @@ class StreamSink:
         made no op (a dedup version older than one sent in this run), so the router can tell a record's line by its
         place among the records sent."""
         value = record.data
-        if len(value) > self._check_limit:
+        size = len(value)
+        if size > self._check_limit:
             value = self._checked(record)
+            size = len(value)
         superseded = False
         if self._dedup:
             superseded = self._write_dedup(record, value)
@@ -109,7 +122,8 @@ class StreamSink:
             except NotAnObject as not_an_object:
                 raise _unreadable_data(not_an_object) from None
         self.records += 1
-        self.bytes += len(value)
+        self._counts.records += 1
+        self.bytes += size
         return superseded
 
     def _checked(self, record: messages.Record) -> bytes:
@@ -149,16 +163,16 @@ class StreamSink:
         except keys.MissingPrimaryKey as missing:
             raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
         if not self._admit(key, self._version(fields, record.emitted_at)):
-            self.superseded += 1
+            self._counts.superseded += 1
             return True
         deleted_at = fields.get(CDC_DELETED_AT)
         if deleted_at is not None and bytes(deleted_at) != b"null":
             self._batch.delete(key, key)
             return False
         self._batch.set_key(key, value, key)
-        if self.written is not None:
+        if self._written is not None:
             self._batch.put(keys.marker_key(self._prefix, self.plan.retention.generation_id, key), key)
-            self.written.add(key)
+            self._written.add(key)
         return False
 
     def take_records_since_state(self) -> int:
@@ -166,6 +180,4 @@ class StreamSink:
         return count
 
     def close(self) -> None:
-        if self.written is not None:
-            self.written.close()
         self.versions.close()

@@ -26,10 +26,8 @@ from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.output import claim_the_end, report
-from destination_kvdb.pipeline import AckPipeline
 from destination_kvdb.progress import counted
 from destination_kvdb.reader import LineBlocks
-from destination_kvdb.stream_ends import StreamEnds
 
 logger = logging.getLogger("airbyte")
 
@@ -49,13 +47,15 @@ def stopped_error(signal_name: str, records_stored: int, reason: str = "", final
 
 
 class Stopping:
-    """Installs the handlers for SIGTERM and SIGINT; `end` reports the stop and exits with 128 + the signal."""
+    """Installs the handlers for SIGTERM and SIGINT; `end` reports the stop and exits with 128 + the signal.
 
-    def __init__(self, max_seconds: float, blocks: LineBlocks):
+    account: the writer's (records stored, what finalization did per stream), asked when the run ends (from any thread).
+    """
+
+    def __init__(self, max_seconds: float, blocks: LineBlocks, account: Callable[[], tuple[int, str]]):
         self.max_seconds = max_seconds
         self.received: Optional[signal.Signals] = None
-        self.pipeline: Optional[AckPipeline] = None  # counts the records stored, once the writer exists
-        self.ends: Optional[StreamEnds] = None  # says what finalization did, once the writer exists
+        self._account = account
         self._blocks = blocks
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_write, False)
@@ -92,6 +92,6 @@ class Stopping:
         """Print the stop's ERROR trace and exit; only the first thread to end the run gets past claim_the_end."""
         claim_the_end()
         received = self.received or signal.SIGTERM
-        finalized = self.ends.summary() if self.ends else NOTHING_FINALIZED
-        report(stopped_error(received.name, self.pipeline.records_stored if self.pipeline else 0, reason, finalized))
+        records_stored, finalized = self._account()
+        report(stopped_error(received.name, records_stored, reason, finalized))
         exit(EXIT_CODES[received])

@@ -22,6 +22,7 @@ from destination_kvdb import keys
 from destination_kvdb.catalog_check import check_catalog
 from destination_kvdb.clock import CoarseClock
 from destination_kvdb.pipeline import AckPipeline
+from destination_kvdb.plan import StreamPlan
 from destination_kvdb.progress import Progress, counted
 from destination_kvdb.reader import InputInterrupted, LineBlocks
 from destination_kvdb.router import Router
@@ -38,7 +39,7 @@ ENDED_STREAM_IDLE_SECONDS = 0.5
 
 
 class KvdbWriter:
-    """One sync's parts, wired once: sinks, packer, pipeline, stream ends and the router between them."""
+    """One sync's parts, wired once for its input: sinks, batch, pipeline, stream ends and the router between them."""
 
     def __init__(
         self,
@@ -46,37 +47,40 @@ class KvdbWriter:
         bucket: Store,
         emit: Callable[[bytes], None],
         settings: Settings,
+        blocks: LineBlocks,
         progress: Optional[Progress] = None,
     ):
         check_catalog(catalog)  # before any thread starts or anything is written
-        self.settings = settings
+        self.blocks = blocks
         self.progress = progress or Progress(bucket.usage)
         self.sinks: dict[StreamKey, StreamSink] = {}
-        self.pipeline = AckPipeline(bucket.send, emit, settings.max_requests_in_flight, self.sinks.values())
+        self.pipeline = AckPipeline(bucket.send, emit, settings.max_requests_in_flight)
         self.packer = bucket.batch(self.pipeline.submit)
-        self.ends = StreamEnds(bucket, self.packer, self.pipeline, settings.max_listing_lag_seconds)
+        # A signal stops the input (stopping.py): from then on no finalization starts.
+        self.ends = StreamEnds(bucket, self.packer, self.pipeline, settings.max_listing_lag_seconds, lambda: blocks.interrupted)
         self.clock = CoarseClock()
         try:
             run_id = keys.new_run_id()
             for configured in catalog.streams:
-                sink = StreamSink(configured, run_id, self.packer, self.clock, settings)
-                self.sinks[(sink.plan.namespace, sink.plan.name)] = sink
+                plan = StreamPlan.of(configured, run_id, settings)
+                written = self.ends.keys_written(plan)
+                sink = StreamSink(configured, plan, self.packer, self.clock, settings, self.pipeline.counts, written)
+                self.sinks[(plan.namespace, plan.name)] = sink
         except BaseException:
             self.clock.stop()
             raise
         self.states = StateDelay(self.packer, self.pipeline, settings.max_state_delay_seconds)
-        self.router = Router(self.sinks, self.packer, self.pipeline, self.states, self.ends, settings)
+        self.router = Router(self.sinks, self.pipeline.counts, self.states, self.ends, settings)
 
-    def write(self, blocks: LineBlocks) -> None:
+    def write(self) -> None:
         """Process the whole input, then end the sync; on any error or signal store and ack what came before."""
-        self.ends.input = blocks
         try:
-            self._read(blocks)
-            if not self.router.other_messages and not self.router.records_received:
-                raise no_input(self.sinks.values())
-            self.ends.end_of_input(self.sinks.values())  # stores everything received, then finalizes
+            self._read()
+            if not self.router.other_messages and not self.pipeline.counts.records:
+                raise no_input(sink.plan for sink in self.sinks.values())
+            self.ends.end_of_input({sink.plan: sink.records for sink in self.sinks.values()})  # stores, then finalizes
         except (AirbyteTracedException, InputInterrupted) as error:
-            self.ends.abandon(lambda: self._store_before_failing(error))
+            self._store_before_failing(error)
             earliest = self.pipeline.failure if isinstance(error, OpRefused) else None  # requests finish out of order
             if isinstance(earliest, OpRefused):
                 raise self.router.refused(earliest) from None
@@ -84,6 +88,7 @@ class KvdbWriter:
         finally:
             self.pipeline.close()
             self.clock.stop()
+            self.ends.close()
             for sink in self.sinks.values():
                 sink.close()
         self.progress.report("sync finished", self.sinks.values())
@@ -91,30 +96,33 @@ class KvdbWriter:
             if sink.reduced:
                 logger.info(f"stream '{sink.label}': {counted(sink.reduced, 'record')} reduced to fit KvDB's 16 KB limit (see _airbyte_meta.changes)")
 
-    def _read(self, blocks: LineBlocks) -> None:
+    def account(self) -> tuple[int, str]:
+        """How many records were stored, and what finalization did per stream: for the trace of a run that a signal
+        ends early (read from another thread)."""
+        return self.pipeline.records_stored, self.ends.summary()
+
+    def _read(self) -> None:
         route, ends, states = self.router.block, self.ends, self.states
-        while (block := blocks.next_block(self._wait_seconds())) is not None:
+        while (block := self.blocks.next_block(self._wait_seconds())) is not None:
             if block:
                 route(block)
                 self.progress.maybe_report(self.sinks.values())
-            elif ends.unfenced or ends.waiting:  # the input idles after a stream ended: it need not wait for more records
-                self.router.store_all()
             states.send_if_due()  # a state has waited its longest for the batch: send it part-filled
-            if ends.waiting:  # completed streams whose records are stored by now
-                ends.finalize_stored()
+            ends.after_block(idle=not block)  # stores what is held when the input idles; finalizes what is stored
 
     def _wait_seconds(self) -> Optional[float]:
         """How long to wait for input: until a state is due, and briefly when a stream ended (None: for ever)."""
         due = self.states.seconds_until_due()
-        if self.ends.unfenced or self.ends.waiting:
+        if self.ends.pending:
             return ENDED_STREAM_IDLE_SECONDS if due is None else min(due, ENDED_STREAM_IDLE_SECONDS)
         return due
 
     def _store_before_failing(self, error: Exception) -> None:
-        """Store the records received before the error or signal, so that the states before it are echoed."""
-        unstored = isinstance(error, AirbyteTracedException) and self.router.records_received > self.pipeline.records_stored
+        """Store the records received before the error or signal, so that the states before it are echoed; no stream is
+        finalized, and the fences sent are removed."""
+        unstored = isinstance(error, AirbyteTracedException) and self.pipeline.counts.records > self.pipeline.records_stored
         try:
-            self.router.store_all()
+            self.ends.abandon()
         except AirbyteTracedException as also:
             if also is not error:  # the failure itself is reported once, at the end
                 logger.info(f"the records received before the failure could not all be stored, so the states after them "

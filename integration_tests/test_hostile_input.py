@@ -166,7 +166,7 @@ def write_in_process(server: LocalKvdbServer, bucket: LocalBucket, lines: list[b
     error: Optional[BaseException] = None
     try:
         settings = Settings.from_config({"max_requests_in_flight": 2, "oversized_records": "fail"})
-        KvdbWriter(CATALOG_MODEL, client, emitted.append, settings).write(LineBlocks(line_chunks(lines)))
+        KvdbWriter(CATALOG_MODEL, client, emitted.append, settings, LineBlocks(line_chunks(lines))).write()
     except BaseException as raised:  # the property inspects what escaped
         error = raised
     finally:

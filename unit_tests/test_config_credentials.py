@@ -185,9 +185,10 @@ def test_no_request_of_any_sync_mode_addresses_a_key_outside_key_prefix(kvdb, cl
     statuses = [stream_status(name) for name in "oda"]
     client = KvdbBucket(BASE_URL, BUCKET, Credential(TOKEN, True, "team1/"))
     settings = Settings.from_config({"key_prefix": "team1/"})
-    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load(catalog(*streams)), client, lambda line: None, settings)
+    blocks = LineBlocks(line_chunks(orjson.dumps(message) for message in [*records, *statuses]))
+    writer = KvdbWriter(ConfiguredAirbyteCatalogSerializer.load(catalog(*streams)), client, lambda line: None, settings, blocks)
     try:
-        writer.write(LineBlocks(line_chunks(orjson.dumps(message) for message in [*records, *statuses])))
+        writer.write()
     finally:
         client.close()
 

@@ -21,6 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from destination_kvdb import messages, sink
+from destination_kvdb.pipeline import RecordCounts
+from destination_kvdb.plan import StreamPlan
 from destination_kvdb.settings import Settings
 from destination_kvdb.versions import VersionIndex
 from unit_tests.fake_store import FakeStore
@@ -40,8 +42,10 @@ def run_history(history: list, cursor_format: Optional[str], in_memory_keys: int
     configured = configured_stream("users", "append_dedup", primary_key=[["id"]])
     configured["cursor_field"] = ["c"]
     configured["stream"]["json_schema"] = {"properties": {"c": {"type": "string", **({"format": cursor_format} if cursor_format else {})}}}
+    configured = ConfiguredAirbyteStreamSerializer.load(configured)
+    plan = StreamPlan.of(configured, "run1", Settings.from_config({}))  # an append_dedup stream that does not truncate
     with patch.object(sink, "VersionIndex", partial(VersionIndex, in_memory_keys=in_memory_keys)):
-        stream_sink = sink.StreamSink(ConfiguredAirbyteStreamSerializer.load(configured), 1, packer, SimpleNamespace(ms=1), Settings.from_config({}))
+        stream_sink = sink.StreamSink(configured, plan, packer, SimpleNamespace(ms=1), Settings.from_config({}), RecordCounts(), None)
     decode = messages.message_decoder(False).decode
     for event in history:
         if event == FLUSH:

@@ -125,6 +125,27 @@ def test_states_before_an_op_kvdb_refused_are_released_once_earlier_requests_suc
     assert raised.value.record_number == 3  # r1 held no records here: k2 is the third
 
 
+def test_a_request_holds_the_records_counted_before_its_submit_and_a_refused_op_is_numbered_among_those_sent():
+    """The sinks keep the running counts (pipeline.counts); each submit reads them once."""
+
+    def send(body: bytes) -> None:
+        if body == b"r3":
+            raise OpRefused(0, "k", ": value cannot be stored", record_in_request=1)
+
+    pipeline = AckPipeline(send, [].append, max_in_flight=1)
+    pipeline.counts.records = 3  # three records received, each made an op
+    pipeline.submit(b"r1", set())
+    pipeline.counts.records, pipeline.counts.superseded = 6, 1  # three more, one of them an older dedup version (no op)
+    pipeline.submit(b"r2", set())
+    pipeline.counts.records = 8
+    pipeline.submit(b"r3", set())
+    with pytest.raises(OpRefused) as raised:
+        pipeline.drain()
+    pipeline.close()
+    assert pipeline.records_stored == 6  # r1 and r2 stored: every record received before r3
+    assert raised.value.record_number == 6  # r3's first record: 5 records made an op before it
+
+
 def test_an_unexpected_error_on_a_sender_thread_is_named_as_such():
     send = GatedSend(failing=(b"r1",), error=KeyError)
     pipeline = AckPipeline(send, [].append, max_in_flight=1)

@@ -11,6 +11,7 @@ import pytest
 from airbyte_cdk.models import FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb.store import OpRefused
 from integration_tests.support.messages import configured_stream, global_state, stream_state, stream_status
 from unit_tests.sync_parts import OLD_KEY, SETTINGS, SyncParts, line, record_line
 
@@ -37,12 +38,12 @@ def test_records_of_catalog_streams_reach_their_sink_and_are_counted(parts):
         b'{"type":"RECORD","record":{"stream":"b","namespace":"ns","data":{"id":2},"emitted_at":1}}',
         record_line("a", b'{"id":3}'),
     )
-    sync.router.store_all()
+    sync.ends.store_held()
 
     assert list(sync.store.under("a__ab__").values()) == [b'{"id": 1, "n": 1.50}', b'{"id":3}']
     assert [value for key, value in sync.store.store.items() if not key.startswith("a__")] == [b'{"id":2}']
     assert (sync.sink("a").records, sync.sink("b", "ns").records) == (2, 1)
-    assert sync.router.records_received == 3 and sync.router.lines == 3 and sync.router.other_messages == 0
+    assert sync.pipeline.counts.records == 3 and sync.router.lines == 3 and sync.router.other_messages == 0
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_a_line_the_router_cannot_use_is_named_by_its_number_after_the_records_b
 
     assert error.value.message == message and error.value.failure_type == failure_type
     assert sync.sink("a").records == 2  # the records before it reached the sink, none after it
-    sync.router.store_all()
+    sync.ends.store_held()
     assert list(sync.store.under("a__ab__").values()) == [b'{"id":1}', b'{"id":2}']
 
 
@@ -91,7 +92,7 @@ def test_a_state_goes_back_as_received_plus_destination_stats_once_the_records_b
     sync.route(record_line("a", b'{"id":1}'), record_line("a", b'{"id":2}'), state)
 
     assert sync.echoed == [] and sync.store.store == {}  # its records are batched, not stored: it waits
-    sync.router.store_all()
+    sync.ends.store_held()
 
     assert sync.echoed == [
         b'{"type":"STATE","state":{"type":"STREAM","stream":{"stream_descriptor":{"name":"a"},"stream_state":{"cursor": 1.50, '
@@ -103,7 +104,7 @@ def test_a_state_goes_back_as_received_plus_destination_stats_once_the_records_b
 def test_a_global_state_counts_every_streams_records_since_the_last_global_state(parts):
     sync = parts(configured_stream("a"), configured_stream("b"))
     sync.route(record_line("a", b"{}"), record_line("b", b"{}"), line(global_state(1)), record_line("b", b"{}"), line(global_state(2)))
-    sync.router.store_all()
+    sync.ends.store_held()
 
     assert [orjson.loads(echo)["state"]["destinationStats"]["recordCount"] for echo in sync.echoed] == [2.0, 1.0]
     assert [orjson.loads(echo)["state"]["global"]["shared_state"]["cursor"] for echo in sync.echoed] == [1, 2]
@@ -112,12 +113,12 @@ def test_a_global_state_counts_every_streams_records_since_the_last_global_state
 def test_a_stream_status_complete_reaches_the_stream_ends_and_other_statuses_only_say_statuses_arrive(parts, clock):
     sync = parts(configured_stream("o", "overwrite"), configured_stream("p", "overwrite"), old_keys=("o", "p"))
     sync.route(record_line("o", b'{"id":1}'), line(stream_status("p", "RUNNING")), line(stream_status("elsewhere")))
-    assert sync.ends.statuses_seen and not sync.ends.unfenced  # a RUNNING, and a COMPLETE of a stream not in the catalog
+    assert sync.ends.statuses_seen and not sync.ends.pending  # a RUNNING, and a COMPLETE of a stream not in the catalog
 
     sync.route(line(stream_status("o")))
-    assert sync.ends.unfenced and sync.router.other_messages == 3
-    sync.router.store_all()  # the fence rides with o's record
-    sync.ends.finalize_stored()
+    assert sync.ends.pending and sync.router.other_messages == 3
+    sync.ends.store_held()  # the fence rides with o's record
+    sync.ends.after_block(idle=False)
 
     assert "o" + OLD_KEY not in sync.store.store and "p" + OLD_KEY in sync.store.store
     assert list(sync.store.under("o__ab__").values()) == [b'{"id":1}']
@@ -128,3 +129,19 @@ def test_a_trace_other_than_a_stream_status_passes(parts):
     sync.route(b'{"type":"TRACE","trace":{"type":"ERROR","emitted_at":1,"error":{"message":"x"}}}', record_line("a", b"{}"))
 
     assert sync.router.other_messages == 1 and sync.sink("a").records == 1 and not sync.ends.statuses_seen
+
+
+def test_a_record_the_store_refused_is_named_by_its_line_past_superseded_versions_and_other_lines(parts):
+    """The pipeline numbers the refused op among the records that made one (the sinks' running counts); the router adds
+    the lines that sent none: here an older dedup version and a state."""
+    sync = parts(configured_stream("d", "append_dedup", primary_key=[["id"]]), settings=replace(SETTINGS, max_state_delay_seconds=0))
+    sync.refuse = ("d__ab__k.2", 1)  # the first record of its request
+    older = b'{"type":"RECORD","record":{"stream":"d","data":{"id":1,"v":"older"},"emitted_at":0}}'
+    sync.route(record_line("d", b'{"id":1}'), older, line(stream_state("d", 1)), record_line("d", b'{"id":2}'))
+    with pytest.raises(OpRefused) as refused:
+        sync.ends.store_held()
+    error = sync.router.refused(refused.value)
+
+    assert error.message.startswith("input line 4: KvDB refused to store this record of stream 'd' (400): refused by the test;")
+    assert sync.pipeline.records_stored == 2 and len(sync.echoed) == 1  # the state's request held both lines' records
+    assert list(sync.store.under("d__ab__").values()) == [b'{"id":1}']

@@ -14,8 +14,11 @@ import pytest
 from airbyte_cdk.models import ConfiguredAirbyteStreamSerializer, FailureType
 
 from destination_kvdb import messages
+from destination_kvdb.pipeline import RecordCounts
+from destination_kvdb.plan import StreamPlan
 from destination_kvdb.settings import Settings
 from destination_kvdb.sink import RejectedRecord, StreamSink
+from destination_kvdb.spill import WrittenKeys
 from unit_tests.fake_store import FakeStore
 from integration_tests.support.messages import configured_stream
 
@@ -34,7 +37,9 @@ class Sync:
         self.packer = self.bucket.batch(lambda request, _keys: self.bucket.send(request))
         self.clock = SimpleNamespace(ms=EPOCH_MS)
         configured = ConfiguredAirbyteStreamSerializer.load(configured_stream("users", mode, **stream))
-        self.sink = StreamSink(configured, RUN_ID, self.packer, self.clock, settings)
+        plan = StreamPlan.of(configured, RUN_ID, settings)
+        self.written = WrittenKeys() if plan.marks_written_keys else None  # as the stream ends make it
+        self.sink = StreamSink(configured, plan, self.packer, self.clock, settings, RecordCounts(), self.written)
         self._decode = messages.message_decoder(settings.include_airbyte_metadata).decode
 
     def write(self, *data: bytes) -> None:
@@ -91,8 +96,8 @@ def test_a_truncating_dedup_stream_marks_each_key_and_remembers_it_for_its_final
 
     markers = [key for key in sync.bucket.store if key.startswith("users__abg__")]
     assert len(markers) == 2 and all(marker.startswith("users__abg__2.") for marker in markers)
-    assert "users__ab__k.1" in sync.sink.written and "users__ab__k.2" in sync.sink.written
-    assert "users__ab__k.3" not in sync.sink.written
+    assert "users__ab__k.1" in sync.written and "users__ab__k.2" in sync.written
+    assert "users__ab__k.3" not in sync.written
     sync.sink.close()
 
 

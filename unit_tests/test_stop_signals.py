@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import threading
-from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -16,7 +15,7 @@ from airbyte_cdk.models import FailureType
 
 from destination_kvdb import output
 from destination_kvdb.reader import InputInterrupted, LineBlocks
-from destination_kvdb.stopping import Stopping, stopped_error
+from destination_kvdb.stopping import NOTHING_FINALIZED, Stopping, stopped_error
 
 
 @pytest.mark.parametrize(
@@ -42,8 +41,7 @@ def stopping(mocker):
     mocker.patch("destination_kvdb.stopping.threading.Thread")
     before = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
     blocks = LineBlocks(iter([b"a\n"]))
-    made = Stopping(max_seconds=5, blocks=blocks)
-    made.pipeline = SimpleNamespace(records_stored=7)
+    made = Stopping(max_seconds=5, blocks=blocks, account=lambda: (7, NOTHING_FINALIZED))  # the writer's account
     yield made
     for number, handler in before.items():
         signal.signal(number, handler)
@@ -77,7 +75,7 @@ def test_end_prints_one_trace_with_the_records_stored_and_exits_with_128_plus_th
 
 
 def test_end_says_what_finalization_did_when_a_stream_had_begun(stopping, capfdbinary):
-    stopping.ends = SimpleNamespace(summary=lambda: "stream 'users': 3 of 5 earlier keys removed; no other stream was finalized")
+    stopping._account = lambda: (7, "stream 'users': 3 of 5 earlier keys removed; no other stream was finalized")
     stopping.end(exit=lambda code: None)
     [error] = error_traces(capfdbinary)
     assert error["message"] == (

@@ -11,8 +11,10 @@ import pytest
 from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
+from destination_kvdb.finalization import FENCE_VALUE
 from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.settings import Settings
+from destination_kvdb.stream_ends import StreamEnds
 from destination_kvdb.writer import KvdbWriter
 from unit_tests.fake_store import FakeStore
 from unit_tests.sync_parts import OLD_KEY, SETTINGS, line, record_line
@@ -37,7 +39,7 @@ class Run:
         self.states: list[dict] = []
         self.stored_at_echo: list[int] = []
         self.catalog = ConfiguredAirbyteCatalogSerializer.load(catalog(*streams))
-        self.writer = KvdbWriter(self.catalog, self.bucket, self._echo, settings)
+        self.settings = settings
         self.error: Optional[BaseException] = None
         self.after_echo = lambda: None
 
@@ -46,9 +48,12 @@ class Run:
         self.stored_at_echo.append(len(self.bucket.store))
         self.after_echo()
 
+    def writer(self, blocks: LineBlocks) -> KvdbWriter:
+        return KvdbWriter(self.catalog, self.bucket, self._echo, self.settings, blocks)
+
     def write(self, lines: list[bytes]) -> "Run":
         try:
-            self.writer.write(LineBlocks(line_chunks(lines)))
+            self.writer(LineBlocks(line_chunks(lines))).write()
         except (AirbyteTracedException, InputInterrupted) as error:
             self.error = error
         return self
@@ -105,17 +110,38 @@ def test_complete_finalizes_a_truncating_stream_after_its_records_are_stored_and
     assert [prefix for kind, prefix in run.bucket.requests if kind == "list"] == ["o__ab__"]
 
 
-def test_a_signal_before_the_complete_is_acted_on_finalizes_nothing_but_stores_and_echoes_what_came():
+def test_a_signal_before_the_complete_is_acted_on_finalizes_nothing_but_stores_and_echoes_what_came(mocker):
     run = Run(configured_stream("o", "overwrite"), settings=EACH_STATE_SENDS, old_keys=("o",))
     lines = [record_line("o", b'{"id":1}'), line(stream_state("o", 1)), line(stream_status("o"))]
     blocks = LineBlocks(iter([b"\n".join(lines) + b"\n"]))  # one block: the COMPLETE is read before the signal
-    run.after_echo = blocks.stop_reading  # the signal arrives while the records before the COMPLETE are stored
+    status = StreamEnds.status
+
+    def status_then_signal(ends: StreamEnds, plan, complete: bool) -> None:
+        status(ends, plan, complete)
+        blocks.stop_reading()  # the signal arrives once the COMPLETE is read, while the state's request may be in flight
+
+    mocker.patch.object(StreamEnds, "status", status_then_signal)
     with pytest.raises(InputInterrupted):
-        run.writer.write(blocks)
+        run.writer(blocks).write()
 
     assert run.cursors() == [1]
     assert "o" + OLD_KEY in run.bucket.store and b'{"id":1}' in run.bucket.store.values()
     assert "list" not in run.bucket.kinds() and "delete" not in run.bucket.kinds()
+
+
+def test_a_signal_after_the_input_ended_cleanly_but_before_finalization_finalizes_nothing():
+    """The stream ends were told of the input's signal when the writer was built: a signal while the end of input stores
+    the last batch (here, as its state is echoed) stops the finalization that would follow."""
+    run = Run(configured_stream("o", "overwrite"), old_keys=("o",))
+    lines = [record_line("o", b'{"id":1}'), line(stream_status("o")), line(stream_state("o", 1))]
+    blocks = LineBlocks(iter([b"\n".join(lines) + b"\n"]))
+    run.after_echo = blocks.stop_reading
+    with pytest.raises(InputInterrupted):
+        run.writer(blocks).write()
+
+    assert run.cursors() == [1] and b'{"id":1}' in run.bucket.store.values()
+    assert "o" + OLD_KEY in run.bucket.store and "list" not in run.bucket.kinds()
+    assert not any(key.startswith("o__ab__") and value == orjson.dumps(FENCE_VALUE) for key, value in run.bucket.store.items())
 
 
 @pytest.mark.parametrize("lines", [[], [b"", b"   "]], ids=["nothing", "blank-lines"])
@@ -222,3 +248,13 @@ def _keys_of(run: Run, name: str) -> list[str]:
     keys = [key[len(name) + 6 :] for key in run.bucket.store if key.startswith(name + "__ab__")]
     assert len(keys) == 3 and all(".s5." in key for key in keys)  # only this sync's records, no fence, no old key
     return keys
+
+
+def test_the_writers_account_for_the_trace_of_a_stop_gives_the_records_stored_and_what_finalization_did():
+    run = Run(configured_stream("o", "overwrite"), configured_stream("a"), old_keys=("o",))
+    lines = [record_line("o", b'{"id":1}'), line(stream_status("o")), record_line("a", b"{}"), line(stream_status("a"))]
+    writer = run.writer(LineBlocks(line_chunks(lines)))
+    assert writer.account() == (0, "no stream was finalized (nothing deleted)")
+
+    writer.write()
+    assert writer.account() == (2, "stream 'o' was finalized (1 key left by earlier syncs removed); no other stream was finalized")

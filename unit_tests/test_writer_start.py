@@ -12,6 +12,7 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer, FailureType
 from airbyte_cdk.utils.traced_exception import AirbyteTracedException
 
 from destination_kvdb.bucket import KvdbBucket
+from destination_kvdb.reader import LineBlocks
 from destination_kvdb.settings import Settings
 from destination_kvdb.writer import KvdbWriter
 from integration_tests.support.messages import catalog, configured_stream
@@ -35,10 +36,11 @@ def test_a_writer_refusing_its_catalog_raises_a_config_error_and_stops_its_clock
     )
     client = KvdbBucket(unused_loopback_url(), "bucket", "secret-never-sent")
     emitted: list[bytes] = []
+    blocks = LineBlocks(iter(()))
     before = set(threading.enumerate())
     try:
         with pytest.raises(AirbyteTracedException) as refused:
-            KvdbWriter(dedup_without_key, client, emitted.append, Settings.from_config({}))
+            KvdbWriter(dedup_without_key, client, emitted.append, Settings.from_config({}), blocks)
     finally:
         client.close()
 
