@@ -10,14 +10,15 @@ A cursor value sorts first by kind, then within its kind:
      nulls such a value, so it is the oldest)
   1  false, true
   2  numbers, exactly as sent (10 > 9, 30-digit ints, decimals; 7.0 == 7)
-  3  strings: instants (offsets honoured, none means UTC) under `format: date-time`, dates under `format: date`,
-     otherwise text by code point
+  3  strings: instants (offsets honoured, none means UTC) under `format: date-time`, dates under `format: date`
+     (as their ordinal), otherwise text by code point
   4  arrays and objects, by their JSON text as sent
 so a value of another type than its peers never fails a comparison.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Optional, Union
@@ -41,20 +42,34 @@ def cursor_path(configured: ConfiguredAirbyteStream) -> list[str]:
     return list(configured.cursor_field or stream.default_cursor_field or [])
 
 
-def _instant(text: str, _parse: Callable[[str], datetime] = datetime.fromisoformat, _utc: timezone = timezone.utc) -> datetime:
-    try:
-        moment = _parse(text)
-    except ValueError:
-        if text[-1:] not in ("Z", "z"):
-            raise
-        moment = _parse(text[:-1] + "+00:00")  # Python 3.10's fromisoformat does not read "Z"
+def _in_utc(moment: datetime, _utc: timezone = timezone.utc) -> datetime:
     zone = moment.tzinfo
     if zone is _utc:  # the usual case ("Z", "+00:00"): datetimes sharing a tzinfo compare fast
         return moment
     return moment.replace(tzinfo=_utc) if zone is None else moment.astimezone(_utc)
 
 
-_READERS: dict[str, Callable[[str], Union[datetime, date]]] = {"date-time": _instant, "date": date.fromisoformat}
+def _instant(text: str, _parse: Callable[[str], datetime] = datetime.fromisoformat) -> datetime:
+    try:
+        moment = _parse(text)
+    except ValueError:
+        if text[-1:] not in ("Z", "z"):
+            raise
+        moment = _parse(text[:-1] + "+00:00")  # Python 3.10's fromisoformat does not read "Z"
+    return _in_utc(moment)
+
+
+def _day(text: str) -> int:
+    return date.fromisoformat(text).toordinal()  # a date's order as an int: a version on disk keeps its type
+
+
+_READERS: dict[str, Callable[[str], Union[datetime, int]]] = {"date-time": _instant, "date": _day}
+# An RFC 3339 instant read by msgspec in C straight from the raw JSON, a third of the cost of decoding the string and
+# parsing it. It reads a subset of what fromisoformat reads, to the same instant, except that it rounds fractions past
+# 6 digits where fromisoformat truncates: so only values too short to hold 7 digits take it ('"' 2024-01-01T00:00:00
+# .123456Z '"' is 29 bytes), and only on Python 3.11+ (3.10's fromisoformat takes no fraction but 3 or 6 digits).
+_RFC3339 = msgspec.json.Decoder(datetime).decode if sys.version_info >= (3, 11) else None
+_RFC3339_MAX_BYTES = 29
 
 
 def _field_format(json_schema: Any, path: list[str]) -> Optional[str]:
@@ -74,6 +89,7 @@ class CursorOrder:
         self._top = path[0] if path else None
         self._nested_path = len(path) > 1
         self._read = _READERS.get(_field_format(json_schema, path) or "") if path else None
+        self._rfc3339 = _RFC3339 if self._read is _instant else None
 
     @classmethod
     def of(cls, configured: ConfiguredAirbyteStream) -> "CursorOrder":
@@ -88,6 +104,13 @@ class CursorOrder:
             raw = self._nested(raw)
         if raw is None:
             return (0, 0, when)
+        if self._rfc3339 is not None and len(raw) <= _RFC3339_MAX_BYTES:
+            try:
+                return (3, _in_utc(self._rfc3339(raw)), when)
+            except msgspec.ValidationError:
+                pass  # not RFC 3339 (another ISO 8601 form, a number, null...): read below as any value
+            except OverflowError:  # past year 9999 in UTC
+                return (0, 0, when)
         try:
             value = _decode_value(raw)
         except msgspec.ValidationError:  # an integer too long for msgspec

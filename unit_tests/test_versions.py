@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from destination_kvdb import messages
+from destination_kvdb.cursors import CursorOrder
 from destination_kvdb.versions import VersionIndex
 
+
+
+def version(cursor: bytes, cursor_format: str = "", emitted_at: object = 5) -> tuple:
+    """A record's version as the sink makes it, for a cursor value as sent and the format the schema gives it."""
+    schema = {"properties": {"c": {"format": cursor_format}}} if cursor_format else {}
+    return CursorOrder(["c"], schema).version(messages.fields(b'{"c":' + cursor + b"}"), emitted_at)
+
+
 NEWER_AND_OLDER = [
-    ((2, 10, 5), (2, 9, 5)),
-    ((2, Decimal("0.30000000000000000001"), 5), (2, Decimal("0.3"), 5)),
-    ((2, 10**40, 5), (2, Decimal("9.99999999999999999999E+39"), 5)),
-    ((3, datetime(2024, 1, 1, 9, tzinfo=timezone.utc), 5), (3, datetime(2024, 1, 1, 8, 59, 59, 999_999, tzinfo=timezone.utc), 5)),
-    ((3, date(2024, 1, 9), 5), (3, date(2024, 1, 8), 5)),
-    ((3, "b", 5), (3, "B", 5)),
-    ((4, b"[2]", 5), (4, b"[1]", 5)),
-    ((1, True, 5), (1, False, 5)),
-    ((0, 0, 5), (0, 0, float("-inf"))),
+    (version(b"10"), version(b"9")),
+    (version(b"0.30000000000000000001"), version(b"0.3")),
+    (version(b"10" + b"0" * 40), version(b"9.99999999999999999999E+40")),  # an integer past 64 bits
+    (version(b'"2024-01-01T09:00:00Z"', "date-time"), version(b'"2024-01-01T08:59:59.999999Z"', "date-time")),
+    (version(b'"2024-01-01T10:00:00.000001+01:00"', "date-time"), version(b'"2024-01-01T08:59:59.999999"', "date-time")),
+    (version(b'"2024-01-09"', "date"), version(b'"2024-01-08"', "date")),
+    (version(b'"b"'), version(b'"B"')),
+    (version(b"[2]"), version(b"[1]")),
+    (version(b"true"), version(b"false")),
+    (version(b"null"), version(b"null", emitted_at=None)),
 ]
 
 
-@pytest.mark.parametrize("newer, older", NEWER_AND_OLDER, ids=lambda version: type(version[1]).__name__)
+@pytest.mark.parametrize("newer, older", NEWER_AND_OLDER, ids=lambda drawn: type(drawn[1]).__name__)
 def test_a_spilled_version_still_refuses_an_older_one_and_takes_an_equal_or_newer_one(newer, older):
     index = VersionIndex(in_memory_keys=1)
     assert index.admit("a", newer)
