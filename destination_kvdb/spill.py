@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import sqlite3
@@ -151,23 +150,23 @@ _encode = msgspec.msgpack.Encoder().encode  # in C: instants as msgpack timestam
 _decode = msgspec.msgpack.Decoder().decode
 
 
-@functools.lru_cache(maxsize=None)
-def _fingerprints() -> tuple[bytes, ...]:
-    """Each 16-bit fingerprint's 2 bytes, made once per process that spills (a lookup in a tuple beats to_bytes)."""
-    return tuple(number.to_bytes(2, "little") for number in range(1 << 16))
-
-
 def _dumps(block: dict[str, tuple]) -> bytes:
     try:
         return _encode(block)
-    except OverflowError:  # an integer cursor past 64 bits: as text, read back as a decimal of the same value
-        return _encode({key: (kind, str(value) if type(value) is int else value, when) for key, (kind, value, when) in block.items()})
+    except OverflowError:  # an integer past 64 bits: as text, read back by _version
+        return _encode({key: (kind, _text_if_int(value) if kind == 2 else value, _text_if_int(when)) for key, (kind, value, when) in block.items()})
+
+
+def _text_if_int(number: object) -> object:
+    return str(number) if type(number) is int else number
 
 
 def _version(stored: list) -> tuple:
-    """A version as read back: a number's text (a decimal, or an integer past 64 bits) as the exact Decimal."""
+    """A version as read back: a number as text (a decimal, or an integer past 64 bits) as the same number."""
     kind, value, when = stored
-    return (kind, Decimal(value), when) if kind == 2 and type(value) is str else (kind, value, when)
+    if kind == 2 and type(value) is str:
+        value = Decimal(value)  # equal to the integer it may have been: comparisons are exact
+    return (kind, value, int(when) if type(when) is str else when)
 
 
 class SpilledVersions:
@@ -186,7 +185,6 @@ class SpilledVersions:
         self._file = tempfile.TemporaryFile(prefix="destination-kvdb-versions-")
         self._offsets = array("Q", [0])  # block n is the bytes from offsets[n] to offsets[n + 1]
         self._buckets = [bytearray() for _ in range(_BUCKETS)]
-        self._fingerprints = _fingerprints()
         self._written = 0  # blocks in the file
         self._block, self._block_bytes = -1, b""
 
@@ -195,7 +193,7 @@ class SpilledVersions:
         at `position` of the next chunk written."""
         hashed = hash(key)
         bucket = self._buckets[hashed & 0xFFFF]
-        fingerprint = self._fingerprints[hashed >> 16 & 0xFFFF]
+        fingerprint = (hashed >> 16 & 0xFFFF).to_bytes(2, "little")
         at = bucket.find(fingerprint)
         while at >= 0:
             if at % _ENTRY == 0:

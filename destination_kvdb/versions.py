@@ -18,6 +18,7 @@ from destination_kvdb.cursors import Version
 from destination_kvdb.spill import SpilledVersions
 
 IN_MEMORY_KEYS = 100_000  # about 25 MB of dict per dedup stream
+SPILLED_CHUNK_KEYS = 10_000  # once a stream spilled: the dict holds this many between writes (the index grows instead)
 
 
 class VersionIndex:
@@ -49,6 +50,7 @@ class VersionIndex:
             self._spilled = SpilledVersions()
             for position, key in enumerate(recent):
                 self._spilled.admit(key, recent[key], position)
+            self._in_memory_keys = min(self._in_memory_keys, SPILLED_CHUNK_KEYS)
         self._spilled.write(recent)
         recent.clear()
 
