@@ -89,7 +89,8 @@ class CursorOrder:
         self._top = path[0] if path else None
         self._nested_path = len(path) > 1
         self._read = _READERS.get(_field_format(json_schema, path) or "") if path else None
-        self._rfc3339 = _RFC3339 if self._read is _instant else None
+        if self._read is _instant and _RFC3339 is not None and not self._nested_path:
+            self.version = self._instant_version  # chosen once per stream: the usual date-time cursor's short path
 
     @classmethod
     def of(cls, configured: ConfiguredAirbyteStream) -> "CursorOrder":
@@ -104,13 +105,6 @@ class CursorOrder:
             raw = self._nested(raw)
         if raw is None:
             return (0, 0, when)
-        if self._rfc3339 is not None and len(raw) <= _RFC3339_MAX_BYTES:
-            try:
-                return (3, _in_utc(self._rfc3339(raw)), when)
-            except msgspec.ValidationError:
-                pass  # not RFC 3339 (another ISO 8601 form, a number, null...): read below as any value
-            except OverflowError:  # past year 9999 in UTC
-                return (0, 0, when)
         try:
             value = _decode_value(raw)
         except msgspec.ValidationError:  # an integer too long for msgspec
@@ -129,6 +123,19 @@ class CursorOrder:
         if kind is bool:
             return (1, value, when)
         return (0, 0, when) if value is None else (4, bytes(raw), when)
+
+    def _instant_version(self, fields: dict[str, msgspec.Raw], emitted_at: Any, _utc: timezone = timezone.utc) -> Version:
+        """version() of a top-level `format: date-time` cursor whose value is an RFC 3339 instant in UTC, read in C;
+        any other value takes version()."""
+        raw = fields.get(self._top)
+        if raw is not None and len(raw) <= _RFC3339_MAX_BYTES:
+            try:
+                moment = _RFC3339(raw)
+            except msgspec.ValidationError:  # another ISO 8601 form, a number, null...
+                moment = None
+            if moment is not None and moment.tzinfo is _utc:
+                return (3, moment, emitted_at if type(emitted_at) in _TIMES else NO_TIME)
+        return CursorOrder.version(self, fields, emitted_at)
 
     def _nested(self, raw: msgspec.Raw) -> Optional[msgspec.Raw]:
         """The cursor's raw value under a nested path; None when a parent is missing or not an object."""

@@ -191,6 +191,9 @@ class SpilledVersions:
     def admit(self, key: str, version: tuple, position: int) -> bool:
         """False when the file holds a newer version of the key; else True, noting that the key's version will be
         at `position` of the next chunk written."""
+        block = self._written + position // _BLOCK_KEYS
+        if block != self._block:  # the same for 32 keys in a row
+            self._block, self._block_bytes = block, block.to_bytes(_ENTRY - 2, "little")
         hashed = hash(key)
         bucket = self._buckets[hashed & 0xFFFF]
         fingerprint = (hashed >> 16 & 0xFFFF).to_bytes(2, "little")
@@ -201,18 +204,11 @@ class SpilledVersions:
                 if stored is not None:
                     if version < stored:
                         return False
-                    bucket[at + 2 : at + _ENTRY] = self._block_at(position)
+                    bucket[at + 2 : at + _ENTRY] = self._block_bytes
                     return True
             at = bucket.find(fingerprint, at + 1)
-        bucket += fingerprint + self._block_at(position)
+        bucket += fingerprint + self._block_bytes
         return True
-
-    def _block_at(self, position: int) -> bytes:
-        """The entry's block number for a key at `position` of the next chunk (the same for 32 keys in a row)."""
-        block = self._written + position // _BLOCK_KEYS
-        if block != self._block:
-            self._block, self._block_bytes = block, block.to_bytes(_ENTRY - 2, "little")
-        return self._block_bytes
 
     def _read(self, block: int, key: str) -> Optional[tuple]:
         if block >= self._written:  # a key still in memory owns it
