@@ -5,9 +5,10 @@ acknowledged is never replaced by an older one later in the run. A new run start
 later run wins (the store is never read).
 
 Memory stays bounded: the recent keys live in a dict; past `in_memory_keys` the dict's versions go to a
-temporary file (spill.SpilledVersions, one write per chunk) and it starts again. A key that is not in the dict
-costs, once anything spilled, one probe of an in-memory index that tells a key the file never held without
-touching the disk (all of a stream of millions of distinct keys), and one block read for a key it holds.
+temporary file (spill.SpilledVersions, one write per chunk) and it starts again, from then on with chunks of
+SPILLED_CHUNK_KEYS. A key that is not in the dict costs, once anything spilled, one probe of an in-memory index
+that tells a key the file never held without touching the disk (all of a stream of millions of distinct keys),
+and one block read for a key it holds.
 """
 
 from __future__ import annotations
