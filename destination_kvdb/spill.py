@@ -8,9 +8,9 @@ import sqlite3
 import tempfile
 from array import array
 from decimal import Decimal
+from typing import Iterable, Iterator, Optional
 
 import msgspec
-from typing import Iterable, Iterator, Optional
 
 
 class SpilledKeys:
