@@ -64,10 +64,11 @@ def _day(text: str) -> int:
 
 
 _READERS: dict[str, Callable[[str], Union[datetime, int]]] = {"date-time": _instant, "date": _day}
-# An RFC 3339 instant read by msgspec in C straight from the raw JSON, cheaper than decoding the string and then
-# parsing it (about 0.1 µs of 0.5). It reads a subset of what fromisoformat reads, to the same instant, except that it rounds fractions past
-# 6 digits where fromisoformat truncates: so only values too short to hold 7 digits take it ('"' 2024-01-01T00:00:00
-# .123456Z '"' is 29 bytes), and only on Python 3.11+ (3.10's fromisoformat takes no fraction but 3 or 6 digits).
+# An RFC 3339 instant read by msgspec in C straight from the raw JSON: cheaper than decoding the string and then
+# parsing it (about 0.1 µs of 0.5). It reads a subset of what fromisoformat reads, to the same instant, except that
+# it rounds fractions past 6 digits where fromisoformat truncates: so only values too short to hold 7 digits take
+# it ('"2024-01-01T00:00:00.123456Z"' is 29 bytes), and only on Python 3.11+ (3.10's fromisoformat takes no
+# fraction but of 3 or 6 digits).
 _RFC3339 = msgspec.json.Decoder(datetime).decode if sys.version_info >= (3, 11) else None
 _RFC3339_MAX_BYTES = 29
 
