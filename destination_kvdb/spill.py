@@ -143,10 +143,11 @@ class WrittenKeys:
             self._lookup = None
 
 
-_BLOCK_KEYS = 32  # versions per block on disk: a lookup reads and decodes one block
+_BLOCK_KEYS = 16  # versions per block on disk: a lookup reads one block and decodes one version of it
 _BUCKETS = 1 << 16  # index buckets, by the low 16 bits of a key's hash
 _ENTRY = 6  # bytes per index entry: a 2-byte fingerprint (the hash's next 16 bits), then a 4-byte block number
 _encode = msgspec.msgpack.Encoder().encode  # in C: instants as msgpack timestamps, decimals as text
+_decode_block = msgspec.msgpack.Decoder(dict[str, msgspec.Raw]).decode  # only the version looked for is decoded
 _decode = msgspec.msgpack.Decoder().decode
 
 
@@ -172,7 +173,7 @@ def _version(stored: list) -> tuple:
 class SpilledVersions:
     """Key -> version for the keys that left memory, with no disk access for a key it never held.
 
-    Versions go to one append-only temporary file in blocks of 32, in the order the keys came (each spill one
+    Versions go to one append-only temporary file in blocks of 16, in the order the keys came (each spill one
     msgpack encoding of each block, in C: no per-key write). The index stays in memory: per bucket of the key's hash, a
     bytearray of 6-byte entries, a 16-bit fingerprint and the key's block. A new key costs one `find` in a
     bucket of a few hundred bytes; a key seen before, or one of the rare keys sharing a fingerprint (about
@@ -193,7 +194,7 @@ class SpilledVersions:
         """False when the file holds a newer version of the key; else True, noting that the key's version will be
         at `position` of the next chunk written."""
         block = self._written + position // _BLOCK_KEYS
-        if block != self._block:  # the same for 32 keys in a row
+        if block != self._block:  # the same for 16 keys in a row
             self._block, self._block_bytes = block, block.to_bytes(_ENTRY - 2, "little")
         hashed = hash(key)
         bucket = self._buckets[hashed & 0xFFFF]
@@ -215,8 +216,8 @@ class SpilledVersions:
         if block >= self._written:  # a key still in memory owns it
             return None
         start = self._offsets[block]
-        stored = _decode(os.pread(self._file.fileno(), self._offsets[block + 1] - start, start)).get(key)
-        return None if stored is None else _version(stored)
+        stored = _decode_block(os.pread(self._file.fileno(), self._offsets[block + 1] - start, start)).get(key)
+        return None if stored is None else _version(_decode(stored))
 
     def write(self, versions: dict[str, tuple]) -> None:
         """The next chunk, in the order of its positions."""
