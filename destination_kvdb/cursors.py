@@ -10,14 +10,15 @@ A cursor value sorts first by kind, then within its kind:
      nulls such a value, so it is the oldest)
   1  false, true
   2  numbers, exactly as sent (10 > 9, 30-digit ints, decimals; 7.0 == 7)
-  3  strings: instants (offsets honoured, none means UTC) under `format: date-time`, dates under `format: date`,
-     otherwise text by code point
+  3  strings: instants (offsets honoured, none means UTC) under `format: date-time`, dates under `format: date`
+     (as their ordinal), otherwise text by code point
   4  arrays and objects, by their JSON text as sent
 so a value of another type than its peers never fails a comparison.
 """
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Optional, Union
@@ -41,20 +42,35 @@ def cursor_path(configured: ConfiguredAirbyteStream) -> list[str]:
     return list(configured.cursor_field or stream.default_cursor_field or [])
 
 
-def _instant(text: str, _parse: Callable[[str], datetime] = datetime.fromisoformat, _utc: timezone = timezone.utc) -> datetime:
-    try:
-        moment = _parse(text)
-    except ValueError:
-        if text[-1:] not in ("Z", "z"):
-            raise
-        moment = _parse(text[:-1] + "+00:00")  # Python 3.10's fromisoformat does not read "Z"
+def _in_utc(moment: datetime, _utc: timezone = timezone.utc) -> datetime:
     zone = moment.tzinfo
     if zone is _utc:  # the usual case ("Z", "+00:00"): datetimes sharing a tzinfo compare fast
         return moment
     return moment.replace(tzinfo=_utc) if zone is None else moment.astimezone(_utc)
 
 
-_READERS: dict[str, Callable[[str], Union[datetime, date]]] = {"date-time": _instant, "date": date.fromisoformat}
+def _instant(text: str, _parse: Callable[[str], datetime] = datetime.fromisoformat) -> datetime:
+    try:
+        moment = _parse(text)
+    except ValueError:
+        if text[-1:] not in ("Z", "z"):
+            raise
+        moment = _parse(text[:-1] + "+00:00")  # Python 3.10's fromisoformat does not read "Z"
+    return _in_utc(moment)
+
+
+def _day(text: str) -> int:
+    return date.fromisoformat(text).toordinal()  # a date's order as an int: a version on disk keeps its type
+
+
+_READERS: dict[str, Callable[[str], Union[datetime, int]]] = {"date-time": _instant, "date": _day}
+# An RFC 3339 instant read by msgspec in C straight from the raw JSON: cheaper than decoding the string and then
+# parsing it (about 0.1 µs of 0.5). It reads a subset of what fromisoformat reads, to the same instant, except that
+# it rounds fractions past 6 digits where fromisoformat truncates: so only values too short to hold 7 digits take
+# it ('"2024-01-01T00:00:00.123456Z"' is 29 bytes), and only on Python 3.11+ (3.10's fromisoformat takes no
+# fraction but of 3 or 6 digits).
+_RFC3339 = msgspec.json.Decoder(datetime).decode if sys.version_info >= (3, 11) else None
+_RFC3339_MAX_BYTES = 29
 
 
 def _field_format(json_schema: Any, path: list[str]) -> Optional[str]:
@@ -74,6 +90,8 @@ class CursorOrder:
         self._top = path[0] if path else None
         self._nested_path = len(path) > 1
         self._read = _READERS.get(_field_format(json_schema, path) or "") if path else None
+        if self._read is _instant and _RFC3339 is not None and not self._nested_path:
+            self.version = self._instant_version  # chosen once per stream: the usual date-time cursor's short path
 
     @classmethod
     def of(cls, configured: ConfiguredAirbyteStream) -> "CursorOrder":
@@ -106,6 +124,19 @@ class CursorOrder:
         if kind is bool:
             return (1, value, when)
         return (0, 0, when) if value is None else (4, bytes(raw), when)
+
+    def _instant_version(self, fields: dict[str, msgspec.Raw], emitted_at: Any, _utc: timezone = timezone.utc) -> Version:
+        """version() of a top-level `format: date-time` cursor whose value is an RFC 3339 instant in UTC, read in C;
+        any other value takes version()."""
+        raw = fields.get(self._top)
+        if raw is not None and len(raw) <= _RFC3339_MAX_BYTES:
+            try:
+                moment = _RFC3339(raw)
+            except msgspec.ValidationError:  # another ISO 8601 form, a number, null...
+                moment = None
+            if moment is not None and moment.tzinfo is _utc:
+                return (3, moment, emitted_at if type(emitted_at) in _TIMES else NO_TIME)
+        return CursorOrder.version(self, fields, emitted_at)
 
     def _nested(self, raw: msgspec.Raw) -> Optional[msgspec.Raw]:
         """The cursor's raw value under a nested path; None when a parent is missing or not an object."""

@@ -26,6 +26,7 @@ from destination_kvdb.plan import StreamPlan
 from destination_kvdb.settings import Settings
 from destination_kvdb.versions import VersionIndex
 from unit_tests.fake_store import FakeStore
+from unit_tests.test_versions import keys_sharing_bucket_and_fingerprint
 from integration_tests.support.messages import configured_stream
 
 MISSING = "<no cursor field>"
@@ -126,3 +127,20 @@ def instants() -> st.SearchStrategy[str]:
 @given(histories(instants()), st.sampled_from([1, 50_000]))
 def test_date_time_cursors_compare_as_instants_in_the_stored_result(history, in_memory_keys):
     assert run_history(history, "date-time", in_memory_keys) == model(history, "date-time")
+
+
+def test_keys_the_spilled_index_cannot_tell_apart_keep_their_own_versions_and_deletes():
+    """Two ids whose keys share the 32 hash bits the index of spilled versions keeps, with every key spilled at once:
+    a stale delete, a newer delete, an older record after it and an equal cursor, each on the right key."""
+    first, second = (int(key.rsplit(".", 1)[1]) for key in keys_sharing_bucket_and_fingerprint())
+    history = [
+        (0, first, "5", 1, False),
+        (1, second, "5", 1, False),  # first goes to disk: second matches its entry until the block is read
+        (2, 3, "1", 1, False),  # second goes to disk
+        (3, first, "3", 1, True),  # a stale delete: first stays
+        (4, second, "7", 1, True),  # newer: second goes
+        (5, second, "6", 1, False),  # older than that delete: second stays gone
+        (6, first, "5", 2, False),  # an equal cursor, a later emitted_at: replaces first
+    ]
+    stored = run_history(history, None, in_memory_keys=1)
+    assert stored == model(history, None) == {f"users__ab__k.{first}": data(6, first, "5", False), "users__ab__k.3": data(2, 3, "1", False)}
