@@ -190,22 +190,31 @@ def primary_key_texts(fields: dict[str, msgspec.Raw], primary_key: list[list[str
                 except msgspec.ValidationError:
                     raise MissingPrimaryKey(".".join(path)) from None
             value = value.get(field)
-            if value is None or bytes(value) == b"null":
+            if value is None:
                 raise MissingPrimaryKey(".".join(path))
         raw = bytes(value)
-        texts.append(msgspec.json.decode(raw, type=str) if raw[:1] == b'"' else msgspec.json.format(raw, indent=-1).decode())
+        if raw.isdigit():  # a valid JSON integer (the decoder checked it) without a sign: format would not change it
+            texts.append(raw.decode())
+        elif raw[:1] == b'"':
+            texts.append(msgspec.json.decode(raw, type=str))
+        elif raw == b"null":
+            raise MissingPrimaryKey(".".join(path))
+        else:
+            texts.append(msgspec.json.format(raw, indent=-1).decode())
     return texts
 
 
 def _pk_text(text: str) -> str:
+    if text.isalnum() and text.isascii():  # ASCII letters and digits only: quote and the replaces would keep it as is
+        return text
     return quote(text, safe=_SAFE_PK_CHARS).replace(".", "%2E").replace("~", "%7E")
 
 
 def dedup_key(prefix: str, pk_texts: list[str]) -> str:
     """The same primary key gives the same key in every sync (the id 1 and the id "1" share it); composite keys join
     with '.'. A key over 128 bytes keeps its start and gets a 128-bit hash of the whole key after a '~'."""
-    key = prefix + DEDUP_MARK + ".".join(_pk_text(text) for text in pk_texts)
-    if len(key.encode("utf-8")) <= MAX_KEY_BYTES:
+    key = prefix + DEDUP_MARK + ".".join([_pk_text(text) for text in pk_texts])
+    if len(key.encode()) <= MAX_KEY_BYTES:
         return key
     keep = MAX_KEY_BYTES - KEY_HASH_CHARS - 1
     return f"{_truncate_utf8(key, keep)}{HASH_MARK}{_digest(key, KEY_HASH_CHARS)}"

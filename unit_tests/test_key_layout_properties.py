@@ -8,7 +8,10 @@ else its JSON spelling), so the id 1 and the id "1" are one key by design; disti
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from urllib.parse import quote
 
 import msgspec
 import orjson
@@ -132,3 +135,30 @@ KEY_PREFIX_PATTERN = connection_specification()["properties"]["key_prefix"]["pat
 @given(st.one_of(key_prefixes, st.text(alphabet="ab_./-?%&+ \n~é", max_size=36), st.text(max_size=36)))
 def test_the_spec_pattern_and_the_named_rules_accept_the_same_key_prefixes(key_prefix):
     assert (re.fullmatch(KEY_PREFIX_PATTERN, key_prefix) is not None) == (key_prefix_problem(key_prefix) is None)
+
+
+def escaped_key(prefix: str, raws: list[bytes]) -> str:
+    """0.6.0's dedup key of raw primary-key values, spelled without any fast path: every value through its JSON
+    text and the full escaping, then the hashed form when over 128 bytes (the key is ASCII, so bytes are chars)."""
+    texts = [msgspec.json.decode(raw, type=str) if raw[:1] == b'"' else msgspec.json.format(raw, indent=-1).decode() for raw in raws]
+    key = prefix + "k." + ".".join(quote(text, safe="-_!$'()*+,;=@:/").replace(".", "%2E").replace("~", "%7E") for text in texts)
+    return key if len(key) <= 128 else key[:95] + "~" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+# Values the fast paths take (integers, ASCII letters and digits) next to their neighbours: signs, Unicode digits and
+# letters, composite values spelled with whitespace.
+fast_path_values = st.one_of(
+    st.integers(min_value=0, max_value=10**60), st.integers(), st.from_regex(r"[A-Za-z0-9]{0,24}", fullmatch=True),
+    st.text(alphabet="09aZé²١٢ -._~%", max_size=12), st.lists(st.integers(), max_size=3), scalars,
+)
+
+
+@given(st.lists(fast_path_values, min_size=1, max_size=3), key_prefixes)
+@example([7, "²", "é1"], "")
+@example([[1, 2], "Ab9", -3], "")
+def test_the_fast_paths_spell_every_dedup_key_as_the_full_escaping_does(values, key_prefix):
+    prefix = keys.stream_prefix("users", None, key_prefix)
+    raws = [json.dumps(value).encode() for value in values]  # with whitespace in lists, as some sources send
+    fields = msgspec.json.decode(b"{" + b",".join(b'"k%d":%s' % (i, raw) for i, raw in enumerate(raws)) + b"}", type=dict[str, msgspec.Raw])
+    texts = keys.primary_key_texts(fields, [[f"k{i}"] for i in range(len(values))])
+    assert keys.dedup_key(prefix, texts) == escaped_key(prefix, raws)

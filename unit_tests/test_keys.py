@@ -162,7 +162,7 @@ def test_distinct_big_ids_give_distinct_keys():
     assert len({keys.dedup_key(prefix, text) for text in texts}) == 3
 
 
-@pytest.mark.parametrize("data", [b"{}", b'{"id": null}', b'{"meta": "flat"}', b'{"meta": {}}', b'{"meta": {"id": null}}'])
+@pytest.mark.parametrize("data", [b"{}", b'{"id": null}', b'{"meta": "flat"}', b'{"meta": null}', b'{"meta": {}}', b'{"meta": {"id": null}}'])
 def test_missing_primary_key_is_named(data):
     with pytest.raises(keys.MissingPrimaryKey) as missing:
         keys.primary_key_texts(raw_fields(data), [["meta", "id"]] if b"meta" in data else [["id"]])
