@@ -52,6 +52,7 @@ FENCE_MARKS = ("!fence.", "~fence.")  # sort before and after every key of a lis
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _SAFE_PK_CHARS = "-_!$'()*+,;=@:/"  # quote() also keeps "." and "~", which _pk_text escapes itself
+_UNESCAPED_PK = re.compile("[A-Za-z0-9%s]+" % re.escape(_SAFE_PK_CHARS))  # the texts _pk_text keeps as they are
 # What follows a stream prefix in the keys of that stream, by every version that wrote them:
 _APPEND_SUFFIX = re.compile(r"\d{13}\.([grs][0-9a-z]+)\.(?:[0-9a-z]{%d}\.)?[0-9a-f]{8}" % RUN_ID_CHARS)  # 0.2-0.5: no run id
 _OWN_SUFFIX = re.compile(
@@ -205,7 +206,7 @@ def primary_key_texts(fields: dict[str, msgspec.Raw], primary_key: list[list[str
 
 
 def _pk_text(text: str) -> str:
-    if text.isalnum() and text.isascii():  # ASCII letters and digits only: quote and the replaces would keep it as is
+    if text.isascii() and (text.isalnum() or _UNESCAPED_PK.fullmatch(text)):  # ids, UUIDs: quote would keep them
         return text
     return quote(text, safe=_SAFE_PK_CHARS).replace(".", "%2E").replace("~", "%7E")
 

@@ -145,17 +145,18 @@ def escaped_key(prefix: str, raws: list[bytes]) -> str:
     return key if len(key) <= 128 else key[:95] + "~" + hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-# Values the fast paths take (integers, ASCII letters and digits) next to their neighbours: signs, Unicode digits and
-# letters, composite values spelled with whitespace.
+# Values the fast paths take (integers; ASCII letters, digits and the other characters quote keeps, as in UUIDs) next to
+# their neighbours: signs, '.', '~', Unicode digits and letters, composite values spelled with whitespace.
 fast_path_values = st.one_of(
     st.integers(min_value=0, max_value=10**60), st.integers(), st.from_regex(r"[A-Za-z0-9]{0,24}", fullmatch=True),
-    st.text(alphabet="09aZé²١٢ -._~%", max_size=12), st.lists(st.integers(), max_size=3), scalars,
+    st.text(alphabet="09aZé²١٢ -._~%!$'()*+,;=@:/\\\"", max_size=12), st.uuids().map(str), st.lists(st.integers(), max_size=3), scalars,
 )
 
 
 @given(st.lists(fast_path_values, min_size=1, max_size=3), key_prefixes)
 @example([7, "²", "é1"], "")
 @example([[1, 2], "Ab9", -3], "")
+@example(["a.b", "x~y", "a\nb"], "")
 def test_the_fast_paths_spell_every_dedup_key_as_the_full_escaping_does(values, key_prefix):
     prefix = keys.stream_prefix("users", None, key_prefix)
     raws = [json.dumps(value).encode() for value in values]  # with whitespace in lists, as some sources send
