@@ -5,7 +5,7 @@ acknowledged is never replaced by an older one later in the run. A new run start
 later run wins (the store is never read).
 
 Memory stays bounded: the recent keys live in a dict; past `in_memory_keys` the dict's versions go to a
-temporary file (spill.SpilledVersions, one write per chunk) and it starts again, from then on with chunks of
+temporary file (spilled_versions.SpilledVersions, one write per chunk) and it starts again, from then on with chunks of
 SPILLED_CHUNK_KEYS. A key that is not in the dict costs, once anything spilled, one probe of an in-memory index
 that tells a key the file never held without touching the disk (all of a stream of millions of distinct keys),
 and one block read for a key it holds.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Optional
 
 from destination_kvdb.cursors import Version
-from destination_kvdb.spill import SpilledVersions
+from destination_kvdb.spilled_versions import SpilledVersions
 
 IN_MEMORY_KEYS = 100_000  # about 25 MB of dict per dedup stream
 SPILLED_CHUNK_KEYS = 10_000  # once a stream spilled: the dict holds this many between writes (the index grows instead)
