@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import quote
 
 import msgspec
@@ -53,6 +53,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _SAFE_PK_CHARS = "-_!$'()*+,;=@:/"  # quote() also keeps "." and "~", which _pk_text escapes itself
 _UNESCAPED_PK = re.compile("[A-Za-z0-9%s]+" % re.escape(_SAFE_PK_CHARS))  # the texts _pk_text keeps as they are
+_UNESCAPED_PK_JSON = re.compile(b'"(%s)"' % _UNESCAPED_PK.pattern.encode())  # a JSON string of such a text (no escapes)
 # What follows a stream prefix in the keys of that stream, by every version that wrote them:
 _APPEND_SUFFIX = re.compile(r"\d{13}\.([grs][0-9a-z]+)\.(?:[0-9a-z]{%d}\.)?[0-9a-f]{8}" % RUN_ID_CHARS)  # 0.2-0.5: no run id
 _OWN_SUFFIX = re.compile(
@@ -219,3 +220,30 @@ def dedup_key(prefix: str, pk_texts: list[str]) -> str:
         return key
     keep = MAX_KEY_BYTES - KEY_HASH_CHARS - 1
     return f"{_truncate_utf8(key, keep)}{HASH_MARK}{_digest(key, KEY_HASH_CHARS)}"
+
+
+def dedup_key_builder(prefix: str, primary_key: list[list[str]]) -> Callable[[dict[str, msgspec.Raw]], str]:
+    """fields -> dedup_key(prefix, primary_key_texts(fields, primary_key)), chosen once per stream. A primary key of
+    one top-level field whose value is an integer or a string _pk_text keeps (ids, UUIDs) takes a short path to the
+    same key: it is the head and the value's text."""
+
+    def any_key(fields: dict[str, msgspec.Raw]) -> str:
+        return dedup_key(prefix, primary_key_texts(fields, primary_key))
+
+    if len(primary_key) != 1 or len(primary_key[0]) != 1:
+        return any_key
+    field, head = primary_key[0][0], prefix + DEDUP_MARK
+    room = MAX_KEY_BYTES - len(head.encode())  # the value's bytes that keep the key unhashed
+
+    def one_field_key(fields: dict[str, msgspec.Raw]) -> str:
+        raw = fields.get(field)
+        if raw is not None and len(raw) <= room:
+            value = bytes(raw)
+            if value.isdigit():  # a valid JSON integer (the decoder checked it) without a sign
+                return head + value.decode()
+            plain = _UNESCAPED_PK_JSON.fullmatch(value)
+            if plain is not None:
+                return head + plain.group(1).decode()
+        return any_key(fields)
+
+    return one_field_key

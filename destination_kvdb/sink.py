@@ -71,7 +71,8 @@ class StreamSink:
     ):
         self.plan = plan
         self.label = plan.label  # its counts' name
-        self._dedup, self._prefix, self._primary_key = plan.dedup, plan.prefix, plan.primary_key
+        self._dedup, self._prefix = plan.dedup, plan.prefix
+        self._key_of = keys.dedup_key_builder(plan.prefix, plan.primary_key)
         self._tag, self._run_id = plan.retention.tag, plan.retention.run_id
         self.values = RecordValues(
             primary_key=plan.primary_key,
@@ -159,7 +160,7 @@ class StreamSink:
         except NOT_READABLE as unreadable:
             raise _unreadable_data(unreadable) from None
         try:
-            key = keys.dedup_key(self._prefix, keys.primary_key_texts(fields, self._primary_key))
+            key = self._key_of(fields)
         except keys.MissingPrimaryKey as missing:
             raise RejectedRecord(f"a record of stream '{self.label}' has no value for its primary key field '{missing}'") from None
         if not self._admit(key, self._version(fields, record.emitted_at)):

@@ -157,9 +157,15 @@ fast_path_values = st.one_of(
 @example([7, "²", "é1"], "")
 @example([[1, 2], "Ab9", -3], "")
 @example(["a.b", "x~y", "a\nb"], "")
+@example([10**114, 10**115, "a" * 113], "")  # around the longest value whose key is not hashed (115 bytes here)
+@example(["a" * 114, "a" * 115, "a" * 116], "")
+@example(["", "-1", "a%b"], "p/")
 def test_the_fast_paths_spell_every_dedup_key_as_the_full_escaping_does(values, key_prefix):
     prefix = keys.stream_prefix("users", None, key_prefix)
     raws = [json.dumps(value).encode() for value in values]  # with whitespace in lists, as some sources send
     fields = msgspec.json.decode(b"{" + b",".join(b'"k%d":%s' % (i, raw) for i, raw in enumerate(raws)) + b"}", type=dict[str, msgspec.Raw])
-    texts = keys.primary_key_texts(fields, [[f"k{i}"] for i in range(len(values))])
-    assert keys.dedup_key(prefix, texts) == escaped_key(prefix, raws)
+    primary_key = [[f"k{i}"] for i in range(len(values))]
+    assert keys.dedup_key(prefix, keys.primary_key_texts(fields, primary_key)) == escaped_key(prefix, raws)
+    assert keys.dedup_key_builder(prefix, primary_key)(fields) == escaped_key(prefix, raws)  # as the sink builds it
+    for i, raw in enumerate(raws):  # each value alone, as a primary key of one field
+        assert keys.dedup_key_builder(prefix, [[f"k{i}"]])(fields) == escaped_key(prefix, [raw])
