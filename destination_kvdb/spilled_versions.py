@@ -3,35 +3,41 @@
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
+import struct
 import tempfile
 from array import array
+from bisect import bisect_right
 from decimal import Decimal
 from typing import Optional
 
 import msgspec
 
-
-_BLOCK_KEYS = 16  # versions per block on disk: a lookup reads one block and decodes one version of it
+_BLOCK_KEYS = 16  # versions per block: a block's header of offsets costs 4 bytes per version, its offset 0.5 in memory
 _BUCKETS = 1 << 16  # index buckets, by the low 16 bits of a key's hash
-_ENTRY = 6  # bytes per index entry: a 2-byte fingerprint (the hash's next 16 bits), then a 4-byte block number
+_FINGERPRINT = struct.Struct("<H")  # an index entry: a fingerprint (the hash's next 16 bits), then the key's version's slot
+_SLOT = struct.Struct("<I")  # a slot is a block's number * 16 + the version's place in it: 2^32 versions written in a run
+_ENTRY_BYTES = _FINGERPRINT.size + _SLOT.size
+_SPAN = struct.Struct("<II")  # in a block's header, where a version starts and ends
+TAIL_BYTES = 28 << 20  # the file's newest chunks kept in memory, less what the index takes (about 7 bytes an entry as allocated)
 _encode = msgspec.msgpack.Encoder().encode  # in C: instants as msgpack timestamps, decimals as text
-_decode_block = msgspec.msgpack.Decoder(dict[str, msgspec.Raw]).decode  # only the version looked for is decoded
-_decode = msgspec.msgpack.Decoder().decode
+_decode = msgspec.msgpack.Decoder(tuple[str, tuple]).decode  # [key, version]: a version as the tuple it was
 
 
-def _dumps(block: dict[str, tuple]) -> bytes:
+def _encoded(versions: dict[str, tuple]) -> list[bytes]:
+    """Each [key, version] as msgpack, in order."""
     try:
-        return _encode(block)
+        return list(map(_encode, versions.items()))
     except OverflowError:  # an integer past 64 bits: as text, read back by _version
-        return _encode({key: (kind, _text_if_int(value) if kind == 2 else value, _text_if_int(when)) for key, (kind, value, when) in block.items()})
+        return [_encode((key, (kind, _text_if_int(value) if kind == 2 else value, _text_if_int(when)))) for key, (kind, value, when) in versions.items()]
 
 
 def _text_if_int(number: object) -> object:
     return str(number) if type(number) is int else number
 
 
-def _version(stored: list) -> tuple:
+def _version(stored: tuple) -> tuple:
     """A version as read back: a number as text (a decimal, or an integer past 64 bits) as the same number."""
     kind, value, when = stored
     if kind == 2 and type(value) is str:
@@ -39,16 +45,54 @@ def _version(stored: list) -> tuple:
     return (kind, value, int(when) if type(when) is str else when)
 
 
+def _block(items: list[bytes]) -> bytes:
+    """A header of where each item starts (and the last ends), then the items."""
+    ends = itertools.accumulate(map(len, items), initial=4 * (len(items) + 1))
+    return struct.pack(f"<{len(items) + 1}I", *ends) + b"".join(items)
+
+
+class _Tail:
+    """The file's newest chunks, as written, within a budget: a key that comes back before its chunk leaves reads no disk.
+
+    Each chunk is copied into pages of its own (an anonymous map), so a chunk dropped goes back to the system at
+    once instead of leaving a hole in the heap that the index's growing buckets would pin.
+    """
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []  # each chunk's offset in the file
+        self.chunks: list[mmap.mmap] = []
+        self._size = 0
+
+    def keep(self, start: int, chunk: bytes, budget: int) -> None:
+        mapped = mmap.mmap(-1, len(chunk))
+        mapped.write(chunk)
+        self.starts.append(start)
+        self.chunks.append(mapped)
+        self._size += len(chunk)
+        dropped = 0
+        while self._size > budget and dropped < len(self.chunks):
+            self._size -= len(self.chunks[dropped])
+            self.chunks[dropped].close()
+            dropped += 1
+        del self.starts[:dropped], self.chunks[:dropped]
+
+    def close(self) -> None:
+        for mapped in self.chunks:
+            mapped.close()
+        self.starts, self.chunks = [], []
+
+
 class SpilledVersions:
     """Key -> version for the keys that left memory, with no disk access for a key it never held.
 
     Versions go to one append-only temporary file in blocks of 16, in the order the keys came (each spill one
-    msgpack encoding of each block, in C: no per-key write). The index stays in memory: per bucket of the key's hash, a
-    bytearray of 6-byte entries, a 16-bit fingerprint and the key's block. A new key costs one `find` in a
-    bucket of a few hundred bytes; a key seen before, or one of the rare keys sharing a fingerprint (about
-    one in 65,536 per entry of its bucket), one block read. 5,000,000 keys take about 34 MB of index, and the
-    file about 40 bytes per version written (a key sent again after it left memory is written again).
-    A key noted here before its chunk is written points at a block not written yet: only that key, found in
+    msgpack encoding of each [key, version], in C: no per-key write); the newest chunks stay in memory too
+    (TAIL_BYTES). The index stays in memory: per bucket of the key's hash, a bytearray of 6-byte entries, a 16-bit
+    fingerprint and the slot of the key's version. A new key costs one `find` in a bucket of a few hundred bytes;
+    a key seen before, or one of the rare keys sharing a fingerprint (about one in 65,536 per entry of its bucket),
+    one version decoded, from the tail or else from a block read from the file. 5,000,000 keys take about 34 MB of
+    index, and the file about 45 bytes per version written (a key sent again after it left memory is written again).
+    A key noted here before its chunk is written points at a slot not written yet: only that key, found in
     memory first, can own it.
     """
 
@@ -56,46 +100,59 @@ class SpilledVersions:
         self._file = tempfile.TemporaryFile(prefix="destination-kvdb-versions-")
         self._offsets = array("Q", [0])  # block n is the bytes from offsets[n] to offsets[n + 1]
         self._buckets = [bytearray() for _ in range(_BUCKETS)]
-        self._written = 0  # blocks in the file
-        self._block, self._block_bytes = -1, b""
+        self._entries = 0
+        self._slots = 0  # slots in the file: 16 per block written
+        self._tail = _Tail()
 
     def admit(self, key: str, version: tuple, position: int) -> bool:
         """False when the file holds a newer version of the key; else True, noting that the key's version will be
         at `position` of the next chunk written."""
-        block = self._written + position // _BLOCK_KEYS
-        if block != self._block:  # the same for 16 keys in a row
-            self._block, self._block_bytes = block, block.to_bytes(_ENTRY - 2, "little")
         hashed = hash(key)
         bucket = self._buckets[hashed & 0xFFFF]
-        fingerprint = (hashed >> 16 & 0xFFFF).to_bytes(2, "little")
+        fingerprint = _FINGERPRINT.pack(hashed >> 16 & 0xFFFF)
         at = bucket.find(fingerprint)
         while at >= 0:
-            if at % _ENTRY == 0:
-                stored = self._read(int.from_bytes(bucket[at + 2 : at + _ENTRY], "little"), key)
+            if at % _ENTRY_BYTES == 0:
+                stored = self._read(_SLOT.unpack_from(bucket, at + 2)[0], key)
                 if stored is not None:
                     if version < stored:
                         return False
-                    bucket[at + 2 : at + _ENTRY] = self._block_bytes
+                    _SLOT.pack_into(bucket, at + 2, self._slots + position)
                     return True
             at = bucket.find(fingerprint, at + 1)
-        bucket += fingerprint + self._block_bytes
+        bucket += fingerprint + _SLOT.pack(self._slots + position)
+        self._entries += 1
         return True
 
-    def _read(self, block: int, key: str) -> Optional[tuple]:
-        if block >= self._written:  # a key still in memory owns it
+    def _read(self, slot: int, key: str) -> Optional[tuple]:
+        if slot >= self._slots:  # a key still in memory owns it
             return None
+        block = slot // _BLOCK_KEYS
         start = self._offsets[block]
-        stored = _decode_block(os.pread(self._file.fileno(), self._offsets[block + 1] - start, start)).get(key)
-        return None if stored is None else _version(_decode(stored))
+        starts = self._tail.starts
+        if starts and start >= starts[0]:
+            chunk = bisect_right(starts, start) - 1
+            data, at = self._tail.chunks[chunk], start - starts[chunk]
+        else:
+            data, at = os.pread(self._file.fileno(), self._offsets[block + 1] - start, start), 0
+        begin, end = _SPAN.unpack_from(data, at + 4 * (slot % _BLOCK_KEYS))
+        stored_key, stored = _decode(data[at + begin : at + end])
+        if stored_key != key:
+            return None
+        return stored if type(stored[1]) is not str and type(stored[2]) is not str else _version(stored)
 
     def write(self, versions: dict[str, tuple]) -> None:
         """The next chunk, in the order of its positions."""
-        items = iter(versions.items())
-        blocks = [_dumps(dict(itertools.islice(items, _BLOCK_KEYS))) for _ in range(0, len(versions), _BLOCK_KEYS)]
-        self._offsets.extend(itertools.islice(itertools.accumulate(map(len, blocks), initial=self._offsets[-1]), 1, None))
-        self._file.write(b"".join(blocks))
+        items = _encoded(versions)
+        blocks = [_block(items[first : first + _BLOCK_KEYS]) for first in range(0, len(items), _BLOCK_KEYS)]
+        start = self._offsets[-1]
+        self._offsets.extend(itertools.islice(itertools.accumulate(map(len, blocks), initial=start), 1, None))
+        chunk = b"".join(blocks)
+        self._file.write(chunk)
         self._file.flush()
-        self._written += len(blocks)
+        self._slots += len(blocks) * _BLOCK_KEYS
+        self._tail.keep(start, chunk, TAIL_BYTES - 7 * self._entries)
 
     def close(self) -> None:
+        self._tail.close()
         self._file.close()

@@ -8,7 +8,7 @@ Memory stays bounded: the recent keys live in a dict; past `in_memory_keys` the 
 temporary file (spilled_versions.SpilledVersions, one write per chunk) and it starts again, from then on with chunks of
 SPILLED_CHUNK_KEYS. A key that is not in the dict costs, once anything spilled, one probe of an in-memory index
 that tells a key the file never held without touching the disk (all of a stream of millions of distinct keys),
-and one block read for a key it holds.
+and one version decoded for a key it holds: from the file's newest chunks, kept in memory, or from one block read.
 """
 
 from __future__ import annotations

@@ -19,3 +19,53 @@ def test_keys_the_file_never_held_are_admitted_without_reading_it(mocker):
     assert not spilled.admit("k.7", (2, 6, 1), 1_000)  # an older version of a key it holds
     assert spilled.admit("k.8", (2, 8, 2), 1_001)
     spilled.close()
+
+
+def spilled_chunks(spilled: SpilledVersions, chunks: int, keys_per_chunk: int = 100) -> list[str]:
+    """`chunks` chunks written, each of new keys at version 5; the keys in the order written."""
+    written = []
+    for chunk in range(chunks):
+        versions = {f"c{chunk}.k{place}": (2, 5, 1) for place in range(keys_per_chunk)}
+        for place, key in enumerate(versions):
+            assert spilled.admit(key, versions[key], place)
+        spilled.write(versions)
+        written += versions
+    return written
+
+
+def test_a_key_that_comes_back_while_its_chunk_is_in_the_tail_reads_no_file(mocker):
+    spilled = SpilledVersions()
+    written = spilled_chunks(spilled, 20)
+    reads = mocker.spy(os, "pread")
+
+    assert not any(spilled.admit(key, (2, 4, 9), 0) for key in written)  # older: each compared with its own version
+    assert all(spilled.admit(key, (2, 6, 9), place) for place, key in enumerate(written))
+
+    assert reads.call_count == 0
+    spilled.close()
+
+
+def test_a_key_whose_chunk_left_the_tail_is_read_from_the_file(mocker):
+    mocker.patch("destination_kvdb.spilled_versions.TAIL_BYTES", 0)  # no chunk stays in memory
+    spilled = SpilledVersions()
+    written = spilled_chunks(spilled, 20)
+    reads = mocker.spy(os, "pread")
+
+    assert not any(spilled.admit(key, (2, 4, 9), 0) for key in written)
+    assert spilled.admit(written[0], (2, 5, 9), 0)  # equal: the later arrival
+
+    assert reads.call_count == len(written) + 1  # one block read each
+    spilled.close()
+
+
+def test_with_only_the_newest_chunks_in_the_tail_each_key_still_finds_its_own_version(mocker):
+    mocker.patch("destination_kvdb.spilled_versions.TAIL_BYTES", 40_000)  # some chunks of 100 keys, less the index
+    spilled = SpilledVersions()
+    written = spilled_chunks(spilled, 20)
+    reads = mocker.spy(os, "pread")
+
+    assert not any(spilled.admit(key, (2, 4, 9), 0) for key in written)
+    assert all(spilled.admit(key, (2, 5, 9), place) for place, key in enumerate(written))  # equal: the later arrival
+
+    assert 0 < reads.call_count < len(written)  # the older chunks' keys from the file, the newer ones' from memory
+    spilled.close()

@@ -4,13 +4,14 @@ its in-memory index of the disk cannot tell apart."""
 from __future__ import annotations
 
 import itertools
+from unittest import mock
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from destination_kvdb import messages
+from destination_kvdb import messages, spilled_versions
 from destination_kvdb.cursors import CursorOrder
 from destination_kvdb.versions import VersionIndex
 
@@ -111,15 +112,18 @@ INSTANTS = [b"null", b'"2024-01-01T00:00:00Z"', b'"2024-01-01T01:00:00+01:00"', 
         lambda drawn: st.tuples(st.just(drawn[0]), st.lists(st.tuples(st.integers(0, 9), st.sampled_from(drawn[1]), st.sampled_from([1, 2, 3, 2**70])), max_size=60))
     ),
     st.sampled_from([1, 2, 3, 33]),
+    st.sampled_from([spilled_versions.TAIL_BYTES, 0]),
 )
-def test_the_index_answers_as_a_dict_of_newest_versions_whatever_went_to_disk(history, in_memory_keys):
-    """Keys spilled, found again, refused, re-spilled, pending in memory while another key's block is read."""
+def test_the_index_answers_as_a_dict_of_newest_versions_whatever_went_to_disk(history, in_memory_keys, tail_bytes):
+    """Keys spilled, found again, refused, re-spilled, pending in memory while another key's block is read; blocks
+    read from the tail kept in memory, or from the file."""
     cursor_format, events = history
     index, newest = VersionIndex(in_memory_keys=in_memory_keys), {}
-    for key, cursor, emitted_at in events:
-        drawn = version(cursor, cursor_format, emitted_at)
-        admitted = key not in newest or not drawn < newest[key]
-        assert index.admit(f"k{key}", drawn) == admitted
-        if admitted:
-            newest[key] = drawn
+    with mock.patch.object(spilled_versions, "TAIL_BYTES", tail_bytes):
+        for key, cursor, emitted_at in events:
+            drawn = version(cursor, cursor_format, emitted_at)
+            admitted = key not in newest or not drawn < newest[key]
+            assert index.admit(f"k{key}", drawn) == admitted
+            if admitted:
+                newest[key] = drawn
     index.close()
