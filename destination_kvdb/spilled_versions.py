@@ -21,6 +21,7 @@ _SLOT = struct.Struct("<I")  # a slot is a block's number * 16 + the version's p
 _ENTRY_BYTES = _FINGERPRINT.size + _SLOT.size
 _SPAN = struct.Struct("<II")  # in a block's header, where a version starts and ends
 TAIL_BYTES = 28 << 20  # the file's newest chunks kept in memory, less what the index takes (about 7 bytes an entry as allocated)
+WINDOW_BYTES = 64 << 10  # read at once when keys come back in the order they left, one block at a time otherwise
 _encode = msgspec.msgpack.Encoder().encode  # in C: instants as msgpack timestamps, decimals as text
 _decode = msgspec.msgpack.Decoder(tuple[str, tuple]).decode  # [key, version]: a version as the tuple it was
 
@@ -103,6 +104,7 @@ class SpilledVersions:
         self._entries = 0
         self._slots = 0  # slots in the file: 16 per block written
         self._tail = _Tail()
+        self._window_start, self._window, self._last_block = 0, b"", -3  # the file's bytes read last
 
     def admit(self, key: str, version: tuple, position: int) -> bool:
         """False when the file holds a newer version of the key; else True, noting that the key's version will be
@@ -134,12 +136,26 @@ class SpilledVersions:
             chunk = bisect_right(starts, start) - 1
             data, at = self._tail.chunks[chunk], start - starts[chunk]
         else:
-            data, at = os.pread(self._file.fileno(), self._offsets[block + 1] - start, start), 0
+            data, at = self._from_file(block)
         begin, end = _SPAN.unpack_from(data, at + 4 * (slot % _BLOCK_KEYS))
         stored_key, stored = _decode(data[at + begin : at + end])
         if stored_key != key:
             return None
         return stored if type(stored[1]) is not str and type(stored[2]) is not str else _version(stored)
+
+    def _from_file(self, block: int) -> tuple[bytes, int]:
+        """Bytes of the file holding the block, and where the block starts in them. Keys that left memory in order
+        tend to come back in order (or reversed): a block next to the last one read takes a window of WINDOW_BYTES
+        around it, which serves the blocks that follow; a block elsewhere takes one read of itself."""
+        start, end = self._offsets[block], self._offsets[block + 1]
+        if not (self._window_start <= start and end <= self._window_start + len(self._window)):
+            first, size = start, end - start
+            if abs(block - self._last_block) <= 2:
+                first = start - start % WINDOW_BYTES
+                size = max(WINDOW_BYTES, end - first)
+            self._window_start, self._window = first, os.pread(self._file.fileno(), size, first)
+        self._last_block = block
+        return self._window, start - self._window_start
 
     def write(self, versions: dict[str, tuple]) -> None:
         """The next chunk, in the order of its positions."""
