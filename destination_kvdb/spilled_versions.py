@@ -20,7 +20,7 @@ _FINGERPRINT = struct.Struct("<H")  # an index entry: a fingerprint (the hash's 
 _SLOT = struct.Struct("<I")  # a slot is a block's number * 16 + the version's place in it: 2^32 versions written in a run
 _ENTRY_BYTES = _FINGERPRINT.size + _SLOT.size
 _SPAN = struct.Struct("<II")  # in a block's header, where a version starts and ends
-TAIL_BYTES = 28 << 20  # the file's newest chunks kept in memory, less what the index takes (about 7 bytes an entry as allocated)
+TAIL_BYTES = 28 << 20  # the file's newest chunks kept in memory, less what the index takes (_index_bytes)
 WINDOW_BYTES = 64 << 10  # read at once when keys come back in the order they left, one block at a time otherwise
 _encode = msgspec.msgpack.Encoder().encode  # in C: instants as msgpack timestamps, decimals as text
 _decode = msgspec.msgpack.Decoder(tuple[str, tuple]).decode  # [key, version]: a version as the tuple it was
@@ -167,7 +167,11 @@ class SpilledVersions:
         self._file.write(chunk)
         self._file.flush()
         self._slots += len(blocks) * _BLOCK_KEYS
-        self._tail.keep(start, chunk, TAIL_BYTES - 7 * self._entries)
+        self._tail.keep(start, chunk, TAIL_BYTES - self._index_bytes())
+
+    def _index_bytes(self) -> int:
+        """The index's memory as allocated: its 65,536 bucket objects, and about 7 bytes an entry."""
+        return (4 << 20) + 7 * self._entries
 
     def close(self) -> None:
         self._tail.close()

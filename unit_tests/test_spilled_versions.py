@@ -65,7 +65,8 @@ def test_keys_whose_chunks_left_the_tail_are_read_from_the_file_in_windows_when_
 
 
 def test_with_only_the_newest_chunks_in_the_tail_each_key_still_finds_its_own_version(mocker):
-    mocker.patch("destination_kvdb.spilled_versions.TAIL_BYTES", 40_000)  # some chunks of 100 keys, less the index
+    mocker.patch("destination_kvdb.spilled_versions.TAIL_BYTES", 15_000)  # about 9 of the 20 chunks of 100 keys
+    mocker.patch.object(SpilledVersions, "_index_bytes", return_value=0)
     spilled = SpilledVersions()
     written = spilled_chunks(spilled, 20)
     reads = mocker.spy(os, "pread")
