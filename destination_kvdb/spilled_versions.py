@@ -65,6 +65,9 @@ class _Tail:
         self._size = 0
 
     def keep(self, start: int, chunk: bytes, budget: int) -> None:
+        if len(chunk) > budget:  # not even this chunk fits (a large index): nothing stays, nothing is copied
+            self.close()
+            return
         mapped = mmap.mmap(-1, len(chunk))
         mapped.write(chunk)
         self.starts.append(start)

@@ -76,3 +76,18 @@ def test_with_only_the_newest_chunks_in_the_tail_each_key_still_finds_its_own_ve
 
     assert 0 < reads.call_count < len(written)  # the older chunks' keys from the file, the newer ones' from memory
     spilled.close()
+
+
+def test_chunks_leave_the_tail_as_the_index_grows_into_its_budget(mocker):
+    mocker.patch("destination_kvdb.spilled_versions.TAIL_BYTES", 15_000)
+    index_bytes = mocker.patch.object(SpilledVersions, "_index_bytes", return_value=0)
+    spilled = SpilledVersions()
+    written = spilled_chunks(spilled, 5)
+    reads = mocker.spy(os, "pread")
+    assert not spilled.admit(written[-1], (2, 4, 9), 0) and reads.call_count == 0  # its chunk is in the tail
+
+    index_bytes.return_value = 15_000  # the index now takes the whole budget
+    spilled_chunks(spilled, 1)
+
+    assert not spilled.admit(written[-1], (2, 4, 9), 0) and reads.call_count == 1
+    spilled.close()
