@@ -30,7 +30,7 @@ from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.run_benchmark import generate_workload  # noqa: E402
 from destination_kvdb.bucket import KvdbBucket  # noqa: E402
-from destination_kvdb.reader import LineBlocks, fd_chunks  # noqa: E402
+from destination_kvdb.reader import LineBlocks  # noqa: E402
 from destination_kvdb.settings import Settings  # noqa: E402
 from destination_kvdb.writer import KvdbWriter  # noqa: E402
 
@@ -38,11 +38,11 @@ from destination_kvdb.writer import KvdbWriter  # noqa: E402
 def connector_cpu(data: bytes, catalog, records: int) -> float:
     client = KvdbBucket("http://localhost:9", "bucket", "secret")
     client.send = lambda body: None  # the record path only: no HTTP
-    with tempfile.TemporaryFile() as stdin:  # read as write reads stdin (fd_chunks), from the page cache
+    with tempfile.TemporaryFile() as stdin:  # read as write reads stdin, from the page cache
         stdin.write(data)
         stdin.seek(0)
         started = time.process_time()
-        KvdbWriter(catalog, client, lambda state: None, Settings.from_config({}), LineBlocks(fd_chunks(stdin.fileno()))).write()
+        KvdbWriter(catalog, client, lambda state: None, Settings.from_config({}), LineBlocks(stdin.fileno())).write()
         return (time.process_time() - started) / records * 1e6
 
 

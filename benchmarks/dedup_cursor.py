@@ -67,7 +67,7 @@ def run_once(path: Path, cursor: str) -> tuple[float, int]:
     """CPU seconds of one write of the workload, and the ops it sent."""
     from airbyte_cdk.models import ConfiguredAirbyteCatalogSerializer
     from destination_kvdb.bucket import KvdbBucket
-    from destination_kvdb.reader import LineBlocks, fd_chunks
+    from destination_kvdb import reader
     from destination_kvdb.settings import Settings
     from destination_kvdb.writer import KvdbWriter
 
@@ -82,7 +82,8 @@ def run_once(path: Path, cursor: str) -> tuple[float, int]:
     configured = ConfiguredAirbyteCatalogSerializer.load(catalog(cursor))
     with open(path, "rb") as stdin:
         started = time.process_time()
-        blocks = LineBlocks(fd_chunks(stdin.fileno()))
+        fd = stdin.fileno()  # a --tree checkout before the writer read stdin itself (0.6.0 and earlier) reads it on a thread
+        blocks = reader.LineBlocks(reader.fd_chunks(fd) if hasattr(reader, "fd_chunks") else fd)
         if "blocks" in inspect.signature(KvdbWriter).parameters:
             KvdbWriter(configured, bucket, lambda state: None, Settings.from_config({}), blocks).write()
         else:  # a --tree checkout before the writer took its input when built (0.6.0 and earlier)

@@ -32,7 +32,7 @@ from destination_kvdb.bucket import KvdbBucket
 from destination_kvdb.check import check_connection
 from destination_kvdb.config_problems import config_error
 from destination_kvdb.output import claim_the_end, print_line, report
-from destination_kvdb.reader import InputInterrupted, LineBlocks, fd_chunks, line_chunks
+from destination_kvdb.reader import InputInterrupted, LineBlocks, line_chunks
 from destination_kvdb.settings import Settings, validated
 from destination_kvdb.stopping import Stopping
 from destination_kvdb.writer import KvdbWriter
@@ -68,7 +68,7 @@ class DestinationKvdb(Destination):
         logger.info("Begin writing to KvDB...")
         # What the CDK imported lives for the whole process: keep the cyclic GC from rescanning it.
         gc.freeze()
-        blocks = LineBlocks(fd_chunks(sys.stdin.fileno()))
+        blocks = LineBlocks(sys.stdin.fileno())
         with _writer(settings, catalog, blocks, print_line) as writer:
             stopping = Stopping(settings.max_stop_seconds, blocks, writer.account)
             try:

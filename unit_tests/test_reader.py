@@ -1,10 +1,11 @@
-"""The reader's lines: whatever the chunking, each line comes out whole and unchanged, in order."""
+"""The reader's lines: whatever the chunking, each line comes out whole and unchanged, in order; stdin read without a thread."""
 
 import os
+import threading
 
 import pytest
 
-from destination_kvdb.reader import CHUNK_BYTES, LineBlocks, fd_chunks
+from destination_kvdb.reader import CHUNK_BYTES, InputInterrupted, LineBlocks
 
 
 def all_lines(chunks: list[bytes]) -> list[bytes]:
@@ -37,14 +38,35 @@ def test_a_last_line_without_newline_is_kept():
     assert all_lines([b"a\nb", b"b" * 10, b"b"]) == [b"a", b"b" * 12]
 
 
-def test_chunks_of_a_file_descriptor_are_its_bytes(tmp_path):
-    data = b"line\n" * 100_000
+def test_a_file_descriptors_lines_come_out_whole_read_on_the_callers_thread(tmp_path):
+    lines = [b"line %d" % number for number in range(100_000)]  # more than one chunk
     path = tmp_path / "input"
-    path.write_bytes(data)
+    path.write_bytes(b"\n".join(lines) + b"\n")
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks = list(fd_chunks(fd))
+        before = threading.active_count()
+        blocks = LineBlocks(fd)
+        taken: list[bytes] = []
+        while (block := blocks.next_block(timeout=None)) is not None:
+            taken.append(block)
+        assert threading.active_count() == before  # no reading thread competes with the writer for the GIL
     finally:
         os.close(fd)
-    assert b"".join(chunks) == data
-    assert len(chunks) > 1  # read in pieces: the input is larger than one chunk
+    assert len(taken) > 1
+    assert b"".join(taken).splitlines() == lines
+
+
+def test_a_pipe_without_input_times_out_and_a_wake_ends_a_wait_that_would_never_end():
+    read_end, write_end = os.pipe()  # the source keeps stdin open and sends one line, then nothing
+    os.write(write_end, b'{"type":"LOG"}\n')
+    blocks = LineBlocks(read_end)
+    assert blocks.next_block(timeout=None) == b'{"type":"LOG"}\n'
+    assert blocks.next_block(timeout=0) == b""  # no line: the writer may send a state that is due
+    blocks.wake()  # as the stop's watcher does, from its thread, once a signal stopped the reading
+
+    assert blocks.next_block(timeout=None) == b""  # without the wake this waits forever
+    blocks.stop_reading()
+    with pytest.raises(InputInterrupted):
+        blocks.next_block(timeout=None)
+    os.close(write_end)
+    os.close(read_end)
