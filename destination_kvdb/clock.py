@@ -1,28 +1,20 @@
-"""A coarse epoch-millisecond clock for append keys.
+"""A coarse epoch-millisecond clock for append keys: the time the input block being routed arrived.
 
 Reading the system clock for every record would be a sizeable part of the record path (see
-benchmarks/cpu_in_process.py); a daemon thread refreshing one attribute every few milliseconds
-makes it a field read.
+benchmarks/cpu_in_process.py); the writer reads it once per block of input (at most 256 KB of lines), so
+for records it is a field read. No thread ticks it: one would compete with the writer for the interpreter's
+lock (reader.py says what that costs).
 """
 
 from __future__ import annotations
 
-import threading
 import time
-
-RESOLUTION_SECONDS = 0.004
 
 
 class CoarseClock:
-    def __init__(self, resolution_seconds: float = RESOLUTION_SECONDS):
+    def __init__(self) -> None:
+        self.tick()
+
+    def tick(self) -> None:
+        """Read the system clock, in whole milliseconds."""
         self.ms = time.time_ns() // 1_000_000
-        self._resolution = resolution_seconds
-        self._stopped = threading.Event()
-        threading.Thread(target=self._tick, name="kvdb-clock", daemon=True).start()
-
-    def _tick(self) -> None:
-        while not self._stopped.wait(self._resolution):
-            self.ms = time.time_ns() // 1_000_000
-
-    def stop(self) -> None:
-        self._stopped.set()

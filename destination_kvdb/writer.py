@@ -59,16 +59,12 @@ class KvdbWriter:
         # A signal stops the input (stopping.py): from then on no finalization starts.
         self.ends = StreamEnds(bucket, self.packer, self.pipeline, settings.max_listing_lag_seconds, lambda: blocks.interrupted)
         self.clock = CoarseClock()
-        try:
-            run_id = keys.new_run_id()
-            for configured in catalog.streams:
-                plan = StreamPlan.of(configured, run_id, settings)
-                written = self.ends.keys_written(plan)
-                sink = StreamSink(configured, plan, self.packer, self.clock, settings, self.pipeline.counts, written)
-                self.sinks[(plan.namespace, plan.name)] = sink
-        except BaseException:
-            self.clock.stop()
-            raise
+        run_id = keys.new_run_id()
+        for configured in catalog.streams:
+            plan = StreamPlan.of(configured, run_id, settings)
+            written = self.ends.keys_written(plan)
+            sink = StreamSink(configured, plan, self.packer, self.clock, settings, self.pipeline.counts, written)
+            self.sinks[(plan.namespace, plan.name)] = sink
         self.states = StateDelay(self.packer, self.pipeline, settings.max_state_delay_seconds)
         self.router = Router(self.sinks, self.pipeline.counts, self.states, self.ends, settings)
 
@@ -87,7 +83,6 @@ class KvdbWriter:
             raise
         finally:
             self.pipeline.close()
-            self.clock.stop()
             self.ends.close()
             for sink in self.sinks.values():
                 sink.close()
@@ -102,9 +97,10 @@ class KvdbWriter:
         return self.pipeline.records_stored, self.ends.summary()
 
     def _read(self) -> None:
-        route, ends, states = self.router.block, self.ends, self.states
+        route, ends, states, clock = self.router.block, self.ends, self.states, self.clock
         while (block := self.blocks.next_block(self._wait_seconds())) is not None:
             if block:
+                clock.tick()
                 route(block)
                 self.progress.maybe_report(self.sinks.values())
             states.send_if_due()  # a state has waited its longest for the batch: send it part-filled

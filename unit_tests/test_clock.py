@@ -1,4 +1,4 @@
-"""clock.py: the coarse clock reads the system clock in whole milliseconds from the start, and its thread ends on stop."""
+"""clock.py: the coarse clock reads the system clock in whole milliseconds when built and at each tick, with no thread."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import threading
 from destination_kvdb.clock import CoarseClock
 
 
-def test_reads_whole_milliseconds_from_its_start_and_its_thread_ends_on_stop(mocker):
-    mocker.patch("destination_kvdb.clock.time.time_ns", return_value=1_700_000_000_123_999_999)
-    before = set(threading.enumerate())
-    clock = CoarseClock(resolution_seconds=0.001)
-    [ticker] = [thread for thread in set(threading.enumerate()) - before if thread.name == "kvdb-clock"]
+def test_reads_whole_milliseconds_when_built_and_at_each_tick_and_starts_no_thread(mocker):
+    time_ns = mocker.patch("destination_kvdb.clock.time.time_ns", return_value=1_700_000_000_123_999_999)
+    before = threading.active_count()
+    clock = CoarseClock()
     assert clock.ms == 1_700_000_000_123
-    clock.stop()
-    ticker.join(timeout=30)  # a bound for a stuck thread, not a timing: stop wakes it at once
-    assert not ticker.is_alive()
-    assert clock.ms == 1_700_000_000_123  # the system clock, as patched, never moved
+    assert threading.active_count() == before  # a ticking thread would compete with the writer for the GIL
+
+    time_ns.return_value = 1_700_000_000_200_000_000
+    assert clock.ms == 1_700_000_000_123  # between ticks, the time read last
+    clock.tick()
+    assert clock.ms == 1_700_000_000_200

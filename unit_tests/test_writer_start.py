@@ -1,7 +1,7 @@
 """A writer that refuses its catalog must not leave threads behind.
 
 The CDK's in-process interface (and the platform simulator) build many writers in one process; each
-leaked clock thread would tick for the rest of it.
+leaked thread (a request sender) would live for the rest of it.
 """
 
 import threading
@@ -30,7 +30,7 @@ def writer_threads_started_since(before: set[threading.Thread]) -> list[threadin
     return [thread for thread in threading.enumerate() if thread not in before and thread.name.startswith("kvdb-")]
 
 
-def test_a_writer_refusing_its_catalog_raises_a_config_error_and_stops_its_clock():
+def test_a_writer_refusing_its_catalog_raises_a_config_error_and_leaves_no_thread():
     dedup_without_key = ConfiguredAirbyteCatalogSerializer.load(
         catalog(configured_stream("users"), configured_stream("orders", "append_dedup"))
     )
