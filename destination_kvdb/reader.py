@@ -3,9 +3,9 @@
 Parsing a block at a time is what makes the record path cheap; waiting with a timeout lets a state go
 back within max_state_delay_seconds even when no further line arrives (e.g. a CDC source waiting for
 changes). stdin is read on the writer's own thread: a second thread would compete for the interpreter's
-lock, and CPython wakes a thread that waits for it at each release by the holder, for nothing, until it
-has waited 5 ms (the switch interval). A dedup stream past memory releases it at each file read: a reading
-and a clock thread cost 2 µs per record that way, in wakeups alone (benchmarks/dedup_cursor.py).
+lock. CPython wakes a thread waiting for it at each release by the holder, and the holder takes it back
+first, so the waiter sleeps again: a dedup stream past memory releases it at each read of its versions'
+file, and a reading and a clock thread cost about 2 µs per record that way (benchmarks/dedup_cursor.py).
 """
 
 from __future__ import annotations
