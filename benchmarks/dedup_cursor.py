@@ -82,7 +82,7 @@ def run_once(path: Path, cursor: str) -> tuple[float, int]:
     configured = ConfiguredAirbyteCatalogSerializer.load(catalog(cursor))
     with open(path, "rb") as stdin:
         started = time.process_time()
-        fd = stdin.fileno()  # a --tree checkout before the writer read stdin itself (0.6.0 and earlier) reads it on a thread
+        fd = stdin.fileno()  # a --tree checkout that still has fd_chunks reads stdin on a thread of its own
         blocks = reader.LineBlocks(reader.fd_chunks(fd) if hasattr(reader, "fd_chunks") else fd)
         if "blocks" in inspect.signature(KvdbWriter).parameters:
             KvdbWriter(configured, bucket, lambda state: None, Settings.from_config({}), blocks).write()

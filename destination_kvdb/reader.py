@@ -29,8 +29,8 @@ class InputInterrupted(Exception):
 class _FileInput:
     """A file descriptor's bytes, read on the caller's thread; select() waits for them, or for `wake`'s byte on a pipe.
 
-    os.read holds no lock of Python's buffered reader, so when the sync fails while the source keeps stdin open,
-    the interpreter shuts down without waiting for it. The pipe lives as long as the process, as stdin does.
+    os.read, not sys.stdin's buffered reader: a chunk is whatever the source wrote so far. The pipe lives as long
+    as the process, as stdin does.
     """
 
     def __init__(self, fd: int):
